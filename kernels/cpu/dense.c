@@ -1,0 +1,142 @@
+/* dense.c: row loops of the dense log-space family (logsumexp, softmax,
+ * log_softmax, entropy, cross-entropy, KL, JS).
+ *
+ * This file is compiled once per instruction set (KK_ISA = base, avx2,
+ * avx512; see CMakeLists.txt) and every exported name carries that suffix;
+ * dispatch.c picks one set at run time.  The per-row math is in
+ * dense_rows.inc (instantiated for float and double below) on top of the
+ * scalar headers in kernels/include/klkit.
+ *
+ * Work split: rows are distributed over OpenMP threads, each row done by one
+ * thread start to end.  A logsumexp row longer than TILE is instead cut into
+ * TILE-sized pieces whose states are computed in parallel and combined in
+ * order; the cut depends only on the row length, so a row still gives the
+ * same bits whatever the thread count or the rest of the batch.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include "klkit/lse.h"
+#include "klkit/divergence.h"
+#include "klkit_cpu.h"
+
+#define KK_CAT2(a, b) a##_##b
+#define KK_CAT(a, b) KK_CAT2(a, b)
+#define KK_FN(name) KK_CAT(name, KK_ISA)
+
+enum { CHUNK = 2048, BLOCK = 128, TILE = 1 << 16 };
+/* below this many elements a call stays on the calling thread */
+#define PAR_MIN 32768
+
+#define REAL float
+#define REAL_IS_FLOAT 1
+#define REAL_DTYPE KK_F32
+#define R(name) name##_f
+#define EXP kk_expf
+#define PHI_SERIES kk_phif_series
+#include "dense_rows.inc"
+#undef REAL
+#undef REAL_IS_FLOAT
+#undef REAL_DTYPE
+#undef R
+#undef EXP
+#undef PHI_SERIES
+
+#define REAL double
+#define REAL_IS_FLOAT 0
+#define REAL_DTYPE KK_F64
+#define R(name) name##_d
+#define EXP kk_exp
+#define PHI_SERIES kk_phi_series
+#include "dense_rows.inc"
+
+static int64_t itemsize(int dtype)
+{
+    return dtype == KK_F64 ? 8 : dtype == KK_F32 ? 4 : 2;
+}
+
+static const void *row_at(const void *base, int dtype, int64_t r, int64_t stride)
+{
+    return (const char *)base + r * stride * itemsize(dtype);
+}
+
+void KK_FN(kk_lse_rows)(int dtype, const void *x, int64_t n_rows, int64_t n,
+                        int64_t row_stride, double *out)
+{
+    int64_t tiles = n > TILE ? (n + TILE - 1) / TILE : 1;
+    int par = n_rows * n >= PAR_MIN;
+    kk_lse_t *st = tiles > 1 ? (kk_lse_t *)malloc(sizeof(kk_lse_t) * n_rows * tiles) : NULL;
+    if (tiles > 1 && !st) {   /* out of memory: do the rows whole, serially */
+        tiles = 1;
+        par = 0;
+    }
+#pragma omp parallel if (par)
+    {
+        _Alignas(64) float buf_f[CHUNK];
+        _Alignas(64) double buf_d[CHUNK];
+#pragma omp for schedule(static)
+        for (int64_t it = 0; it < n_rows * tiles; it++) {
+            int64_t r = it / tiles, t = it % tiles;
+            const void *row = row_at(x, dtype, r, row_stride);
+            int64_t i0 = t * TILE, i1 = tiles == 1 ? n : (i0 + TILE < n ? i0 + TILE : n);
+            kk_lse_t s = dtype == KK_F64 ? span_lse_d(dtype, row, i0, i1, buf_d)
+                                         : span_lse_f(dtype, row, i0, i1, buf_f);
+            if (tiles == 1)
+                out[r] = kk_lse_value(s);
+            else
+                st[it] = s;
+        }
+    }
+    if (tiles > 1) {
+        for (int64_t r = 0; r < n_rows; r++) {
+            kk_lse_t s = st[r * tiles];
+            for (int64_t t = 1; t < tiles; t++) s = kk_lse_combine(s, st[r * tiles + t]);
+            out[r] = kk_lse_value(s);
+        }
+        free(st);
+    }
+}
+
+void KK_FN(kk_softmax_rows)(int dtype, const void *x, int64_t n_rows, int64_t n,
+                            int64_t row_stride, int log_, void *out,
+                            int64_t out_row_stride)
+{
+#pragma omp parallel if (n_rows * n >= PAR_MIN)
+    {
+        _Alignas(64) float buf_f[CHUNK];
+        _Alignas(64) double buf_d[CHUNK];
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < n_rows; r++) {
+            const void *row = row_at(x, dtype, r, row_stride);
+            if (dtype == KK_F64)
+                softmax_row_d(dtype, row, n, log_, (double *)out + r * out_row_stride, buf_d);
+            else
+                softmax_row_f(dtype, row, n, log_, (float *)out + r * out_row_stride, buf_f);
+        }
+    }
+}
+
+#define DIV_ROW(S, REALT, buf, buf2)                                           \
+    (kind == KK_LOGPROBS ? div_logprobs_row_##S(op, dtype, pr, qr, n, beta, buf, buf2) \
+     : op == KK_ENTROPY  ? entropy_logits_row_##S(dtype, pr, n, (REALT)inv_temp, buf)  \
+     : op == KK_XENT     ? xent_logits_row_##S(dtype, pr, qr, n, (REALT)inv_temp, buf, buf2) \
+     : op == KK_KL       ? kl_logits_row_##S(dtype, pr, qr, n, (REALT)inv_temp, buf, buf2)   \
+                         : js_logits_row_##S(dtype, pr, qr, n, (REALT)inv_temp, beta, buf, buf2))
+
+void KK_FN(kk_div_rows)(int op, int kind, int dtype, const void *p,
+                        int64_t p_stride, const void *q, int64_t q_stride,
+                        int64_t n_rows, int64_t n, double inv_temp, double beta,
+                        double *out)
+{
+#pragma omp parallel if (n_rows * n >= PAR_MIN)
+    {
+        _Alignas(64) float bf[CHUNK], bf2[CHUNK];
+        _Alignas(64) double bd[CHUNK], bd2[CHUNK];
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < n_rows; r++) {
+            const void *pr = row_at(p, dtype, r, p_stride);
+            const void *qr = q ? row_at(q, dtype, r, q_stride) : pr;
+            out[r] = dtype == KK_F64 ? DIV_ROW(d, double, bd, bd2) : DIV_ROW(f, float, bf, bf2);
+        }
+    }
+}

@@ -1,0 +1,43 @@
+/* klkit_cpu.h: the C entry points that _cpu.pyx calls.
+ *
+ * Arrays are described by raw pointers, element counts and strides in
+ * ELEMENTS.  Each row is contiguous (element stride 1); rows are
+ * row_stride apart (0 is allowed: a broadcast row).  Every function handles
+ * all rows, in parallel over rows with OpenMP; each row is processed by one
+ * thread in a fixed order, so results are bitwise independent of the thread
+ * count and of the other rows.
+ */
+#ifndef KLKIT_CPU_H
+#define KLKIT_CPU_H
+
+#include <stdint.h>
+
+enum kk_dtype { KK_F16 = 0, KK_BF16 = 1, KK_F32 = 2, KK_F64 = 3 };
+enum kk_kind { KK_LOGITS = 0, KK_LOGPROBS = 1 };
+enum kk_divop { KK_ENTROPY = 0, KK_XENT = 1, KK_KL = 2, KK_JS = 3 };
+
+/* log-sum-exp of each row into out[n_rows] (double). */
+void kk_lse_rows(int dtype, const void *x, int64_t n_rows, int64_t n,
+                 int64_t row_stride, double *out);
+
+/* softmax (log_ = 0) or log_softmax (log_ = 1) of each row into out, which is
+ * float for 16/32-bit input and double for float64 input. */
+void kk_softmax_rows(int dtype, const void *x, int64_t n_rows, int64_t n,
+                     int64_t row_stride, int log_, void *out,
+                     int64_t out_row_stride);
+
+/* entropy / cross-entropy / KL / JS of each row pair into out[n_rows], in
+ * nats.  q is ignored for KK_ENTROPY.  inv_temp scales logits (KK_LOGITS). */
+void kk_div_rows(int op, int kind, int dtype, const void *p, int64_t p_stride,
+                 const void *q, int64_t q_stride, int64_t n_rows, int64_t n,
+                 double inv_temp, double beta, double *out);
+
+/* OpenMP control (no-ops returning 1 without OpenMP) and build facts. */
+void kk_set_num_threads(int n);
+int kk_get_num_threads(void);
+int kk_have_openmp(void);
+const char *kk_isa(void);          /* code path chosen at run time */
+const char *kk_isas_built(void);   /* all code paths compiled in */
+int kk_set_isa(const char *name);  /* force a path (NULL: best); 1 if now in use */
+
+#endif

@@ -1,0 +1,40 @@
+/* klkit/config.h: the one place that says how the shared math headers compile.
+ *
+ * Every header under klkit/ holds scalar functions only (no loops over arrays,
+ * no allocation) marked KLKIT_HD, so the same math is compiled for the CPU
+ * loops in kernels/cpu and, under nvcc, for the CUDA kernels in kernels/cuda.
+ *
+ * KK_FMA(a, b, c) is a*b + c fused where the target has a fused multiply-add
+ * (CUDA, x86 with -mfma, aarch64) and plain otherwise: calling fmaf() on a
+ * target without FMA would be a libm call per element and stop vectorisation.
+ * Nothing below relies on the fusion for correctness; it only tightens
+ * rounding.
+ */
+#ifndef KLKIT_CONFIG_H
+#define KLKIT_CONFIG_H
+
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__CUDACC__)
+#  define KLKIT_HD __host__ __device__ __forceinline__
+#else
+#  define KLKIT_HD inline __attribute__((always_inline))
+#endif
+
+#if defined(__CUDACC__) || defined(__FMA__) || defined(__aarch64__)
+#  define KK_FMAF(a, b, c) __builtin_fmaf((a), (b), (c))
+#  define KK_FMA(a, b, c) __builtin_fma((a), (b), (c))
+#else
+#  define KK_FMAF(a, b, c) ((a) * (b) + (c))
+#  define KK_FMA(a, b, c) ((a) * (b) + (c))
+#endif
+
+/* Bit casts through memcpy: defined behaviour in C and C++, and gcc/nvcc turn
+ * them into register moves (and vectorise them). */
+static KLKIT_HD float kk_f32_from_bits(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+static KLKIT_HD uint32_t kk_bits_f32(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+static KLKIT_HD double kk_f64_from_bits(uint64_t u) { double f; memcpy(&f, &u, 8); return f; }
+static KLKIT_HD uint64_t kk_bits_f64(double f) { uint64_t u; memcpy(&u, &f, 8); return u; }
+
+#endif

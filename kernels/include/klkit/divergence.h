@@ -1,0 +1,120 @@
+/* klkit/divergence.h: scalar math for entropy, cross-entropy, KL and JS of
+ * distributions given by logits (or log-probs) along a row.
+ *
+ * Entropy from logits, one pass.  With e_i = exp(x_i - m), Z = sum e_i:
+ *     H = sum_i (e_i / Z) (m - x_i) + log Z
+ * every term is >= 0, so nothing cancels when H is small (near one-hot rows).
+ * The state (m, s, u) holds the lse state (m, s) of lse.h and
+ * u = sum_i e_i (m - x_i); raising m to m' multiplies every e_i by
+ * f = exp(m - m') and adds (m' - m) to every (m - x_i):
+ *     u' = f (u + (m' - m) (1 + s)).
+ * Cross-entropy H(P, Q) = sum_i p_i (mq - xq_i) + log Zq the same way, with
+ * u = sum_i ep_i (mq - xq_i) rescaled for both maxima.
+ *
+ * KL from logits.  With D_i = Dx_i - c, Dx_i = (xp_i - xq_i) / T the logit
+ * difference, any shift c and the P-averages A = E_p[phi(D)], B = E_p[D]
+ * (phi(d) = exp(-d) - 1 + d >= 0, expm.h), the identity
+ *     KL(P||Q) = E_p[Dx] + log E_p[exp(-Dx)] = B + log1p(A - B)
+ * holds exactly.  With c near the P-mean of Dx (B ~ 0) A is a sum of
+ * non-negative terms and KL ~ A: no cancellation even when KL ~ 1e-15, and
+ * the weights p_i enter only at second order (the KL is the Jensen gap of
+ * exp over p, which is stationary in p), so float32 weights are enough.
+ * Dx_i is formed exactly (TwoSum, Knuth TAOCP 4.2.2) before the shift.
+ *
+ * JS with mixture M = beta P + (1 - beta) Q is summed in Bregman form:
+ *     beta KL(P||M) + (1-beta) KL(Q||M)
+ *       = sum_i beta p_i phi(dp_i) + (1 - beta) q_i phi(dq_i),
+ *     dp_i = log(p_i/m_i) = -log1p((1-beta) expm1(r_i)),
+ *     dq_i = log(q_i/m_i) = -log1p(beta expm1(-r_i)),  r_i = log(q_i/p_i),
+ * all terms >= 0; w phi(d) is taken as (m_i - w) + w d when |d| > 1/2 so that
+ * exp(-d) is never formed where it could overflow.
+ */
+#ifndef KLKIT_DIVERGENCE_H
+#define KLKIT_DIVERGENCE_H
+
+#include <math.h>
+#include "config.h"
+#include "lse.h"
+
+/* ---- entropy (one distribution) ---- */
+typedef struct { kk_lse_t l; double u; } kk_ent_t;
+
+static KLKIT_HD kk_ent_t kk_ent_combine(kk_ent_t a, kk_ent_t b)
+{
+    if (a.l.m < b.l.m) { kk_ent_t t = a; a = b; b = t; }
+    kk_ent_t r;
+    r.l = kk_lse_combine(a.l, b.l);
+    double f = a.l.m == b.l.m ? 1.0 : kk_exp(b.l.m - a.l.m);
+    double shift = a.l.m == b.l.m ? 0.0 : a.l.m - b.l.m;
+    r.u = a.u + (f == 0.0 ? 0.0 : f * (b.u + shift * (1.0 + b.l.s)));
+    return r;
+}
+
+static KLKIT_HD double kk_ent_value(kk_ent_t a)
+{
+    if (!isfinite(a.l.m)) return NAN;      /* softmax undefined: all -inf, +inf or NaN */
+    return a.u / (1.0 + a.l.s) + log1p(a.l.s);
+}
+
+/* ---- cross-entropy H(P, Q) ---- */
+typedef struct { kk_lse_t p, q; double u; } kk_xent_t;
+
+/* u of x re-expressed against the maxima (mp, mq) of the combined state */
+static KLKIT_HD double kk_xent_rescale(kk_xent_t x, double mp, double mq)
+{
+    double f = x.p.m == mp ? 1.0 : kk_exp(x.p.m - mp);
+    if (f == 0.0) return 0.0;
+    double shift = x.q.m == mq ? 0.0 : mq - x.q.m;
+    return f * (x.u + shift * (1.0 + x.p.s));
+}
+
+static KLKIT_HD kk_xent_t kk_xent_combine(kk_xent_t a, kk_xent_t b)
+{
+    kk_xent_t r;
+    r.p = kk_lse_combine(a.p, b.p);
+    r.q = kk_lse_combine(a.q, b.q);
+    r.u = kk_xent_rescale(a, r.p.m, r.q.m) + kk_xent_rescale(b, r.p.m, r.q.m);
+    return r;
+}
+
+static KLKIT_HD double kk_xent_value(kk_xent_t a)
+{
+    if (!isfinite(a.p.m) || !isfinite(a.q.m)) return NAN;
+    return a.u / (1.0 + a.p.s) + log1p(a.q.s);
+}
+
+/* ---- KL from the P-weighted sums of the shifted log-ratio ---- */
+/* W = sum w_i, A = sum w_i phi(D_i), B = sum w_i D_i (see the header comment) */
+static KLKIT_HD double kk_kl_value(double W, double A, double B)
+{
+    if (A != A || B != B || W != W) return NAN;
+    if (A == INFINITY) return INFINITY;
+    double a = A / W, b = B / W;
+    double kl = b + log1p(a - b);
+    return kl > 0.0 ? kl : 0.0;   /* rounding can leave -tiny; KL >= 0 */
+}
+
+/* ---- JS: w phi(d) with m_minus_w = m_i - w_i, never overflowing ---- */
+static KLKIT_HD double kk_bregman_term(double w, double d, double m_minus_w)
+{
+    if (w == 0.0) return 0.0;
+    double ad = d < 0.0 ? -d : d;
+    return ad <= 0.5 ? w * kk_phi(d) : m_minus_w + w * d;
+}
+
+/* beta p phi(dp) + (1-beta) q phi(dq) for one element, 0 < beta < 1,
+ * given p, q and r = log(q/p) (r = +-inf where p or q is 0). */
+static KLKIT_HD double kk_js_term(double p, double q, double r, double beta)
+{
+    double nb = 1.0 - beta;
+    if (r != r) return NAN;
+    if (p == 0.0 && q == 0.0) return 0.0;
+    if (p == 0.0) return nb * q * -log(nb);           /* q phi(-log(1-beta)) */
+    if (q == 0.0) return beta * p * -log(beta);
+    double m = beta * p + nb * q;
+    double dp = -log1p(nb * expm1(r));
+    double dq = -log1p(beta * expm1(-r));
+    return beta * kk_bregman_term(p, dp, m - p) + nb * kk_bregman_term(q, dq, m - q);
+}
+
+#endif

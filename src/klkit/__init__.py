@@ -1,0 +1,55 @@
+"""klkit: fast, exact log-space probability math.
+
+Public functions (SPEC.md): logsumexp, softmax, log_softmax (dense.py);
+entropy, cross_entropy, kl_div, js_div (divergence.py); the pure-NumPy twin
+of each in ``klkit.reference``; thread controls and ``show_config``.
+"""
+from importlib.metadata import PackageNotFoundError, version as _version
+
+from . import _cpu, reference
+from .dense import log_softmax, logsumexp, softmax
+from .divergence import cross_entropy, entropy, js_div, kl_div
+
+try:
+    __version__ = _version("klkit")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0+unknown"
+
+__all__ = [
+    "logsumexp", "softmax", "log_softmax",
+    "entropy", "cross_entropy", "kl_div", "js_div",
+    "set_num_threads", "get_num_threads", "show_config", "reference", "__version__",
+]
+
+
+def set_num_threads(n):
+    """Number of OpenMP threads the kernels use (the default follows
+    OMP_NUM_THREADS, else the core count).  threadpoolctl limits the same
+    pool.  Results do not depend on it."""
+    n = int(n)
+    if n < 1:
+        raise ValueError(f"n: expected a thread count >= 1, got {n}")
+    _cpu.set_num_threads(n)
+
+
+def get_num_threads():
+    """Number of OpenMP threads the next kernel call may use."""
+    return _cpu.get_num_threads()
+
+
+def show_config(file=None):
+    """Print the version, the kernel build and code path, threads and CUDA state."""
+    import platform
+    import sys
+
+    info = _cpu.build_info()
+    lines = [
+        f"klkit {__version__}",
+        f"python {platform.python_version()} on {platform.machine()}; numpy "
+        + __import__("numpy").__version__,
+        f"kernels: {info['compiler']}, code paths built: {info['isas_built']}; "
+        f"in use: {info['isa']}",
+        f"openmp: {'yes' if info['openmp'] else 'no'}, threads: {get_num_threads()}",
+        f"cuda: {info['cuda']}",
+    ]
+    print("\n".join(lines), file=file or sys.stdout)

@@ -1,0 +1,147 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""Validated, GIL-free entry into the C kernels (kernels/cpu).
+
+Python (dense.py, divergence.py) brings every input to the layout the
+kernels take: a 2-D array of rows whose last axis has unit stride (any row
+stride, including 0 for a broadcast row) and a dtype code.  This module
+checks exactly that, so a caller mistake is a ValueError here and never an
+out-of-bounds read in C, then releases the GIL and calls C.
+"""
+cimport numpy as cnp
+from libc.stdint cimport int64_t
+
+cnp.import_array()
+
+cdef extern from "klkit_cpu.h":
+    int KK_F16, KK_BF16, KK_F32, KK_F64
+    void kk_lse_rows(int dtype, const void *x, int64_t n_rows, int64_t n,
+                     int64_t row_stride, double *out) nogil
+    void kk_softmax_rows(int dtype, const void *x, int64_t n_rows, int64_t n,
+                         int64_t row_stride, int log_, void *out,
+                         int64_t out_row_stride) nogil
+    void kk_div_rows(int op, int kind, int dtype, const void *p, int64_t p_stride,
+                     const void *q, int64_t q_stride, int64_t n_rows, int64_t n,
+                     double inv_temp, double beta, double *out) nogil
+    void kk_set_num_threads(int n) nogil
+    int kk_get_num_threads() nogil
+    int kk_have_openmp()
+    const char *kk_isa()
+    const char *kk_isas_built()
+    int kk_set_isa(const char *name)
+
+cdef extern from *:
+    """
+    #ifndef KLKIT_BUILD_OPENMP
+    #define KLKIT_BUILD_OPENMP "unknown"
+    #define KLKIT_BUILD_CUDA "unknown"
+    #define KLKIT_BUILD_COMPILER "unknown"
+    #endif
+    """
+    const char *KLKIT_BUILD_OPENMP
+    const char *KLKIT_BUILD_CUDA
+    const char *KLKIT_BUILD_COMPILER
+
+DTYPE_CODES = {"float16": KK_F16, "bfloat16": KK_BF16, "float32": KK_F32, "float64": KK_F64}
+OPS = {"entropy": 0, "cross_entropy": 1, "kl_div": 2, "js_div": 3}
+KINDS = {"logits": 0, "logprobs": 1}
+
+
+cdef int _code(cnp.ndarray a, str name) except -1:
+    code = DTYPE_CODES.get(a.dtype.name)
+    if code is None:
+        raise TypeError(f"{name}: kernels take float16, bfloat16, float32 or float64, got {a.dtype}")
+    return code
+
+
+cdef int64_t _row_stride(cnp.ndarray a, str name) except -1:
+    """Row stride in elements of a 2-D array with unit-stride rows."""
+    if a.ndim != 2:
+        raise ValueError(f"{name}: expected a 2-D array of rows, got {a.ndim}-D")
+    cdef int64_t item = a.itemsize
+    if a.shape[1] > 1 and a.strides[1] != item:
+        raise ValueError(f"{name}: rows must be contiguous")
+    if a.strides[0] % item != 0:
+        raise ValueError(f"{name}: row stride is not a multiple of the item size")
+    return a.strides[0] // item if a.shape[0] > 1 else 0
+
+
+cdef double *_out_vector(cnp.ndarray out, int64_t n_rows) except NULL:
+    if out.ndim != 1 or out.shape[0] != n_rows or out.dtype.name != "float64" \
+            or not out.flags.c_contiguous or not out.flags.writeable:
+        raise ValueError("out: expected a writeable contiguous float64 vector, one value per row")
+    return <double *>cnp.PyArray_DATA(out)
+
+
+def lse_rows(cnp.ndarray x, cnp.ndarray out):
+    """out[r] = log(sum(exp(x[r, :]))) in float64."""
+    cdef int code = _code(x, "x")
+    cdef int64_t rs = _row_stride(x, "x"), n_rows = x.shape[0], n = x.shape[1]
+    cdef double *o = _out_vector(out, n_rows)
+    cdef const void *px = cnp.PyArray_DATA(x)
+    with nogil:
+        kk_lse_rows(code, px, n_rows, n, rs, o)
+
+
+def softmax_rows(cnp.ndarray x, bint log, cnp.ndarray out):
+    """out = softmax or log_softmax of each row (out: float32, or float64 for float64 x)."""
+    cdef int code = _code(x, "x")
+    cdef int64_t rs = _row_stride(x, "x"), n_rows = x.shape[0], n = x.shape[1]
+    want = "float64" if code == KK_F64 else "float32"
+    if out.dtype.name != want or out.shape[0] != n_rows or out.shape[1] != n \
+            or not out.flags.writeable:
+        raise ValueError(f"out: expected a writeable {want} array of shape {(n_rows, n)}")
+    cdef int64_t ors = _row_stride(out, "out")
+    if n_rows > 1 and ors == 0:
+        raise ValueError("out: rows may not overlap")
+    cdef const void *px = cnp.PyArray_DATA(x)
+    cdef void *po = cnp.PyArray_DATA(out)
+    cdef int lg = log
+    with nogil:
+        kk_softmax_rows(code, px, n_rows, n, rs, lg, po, ors)
+
+
+def div_rows(str op, str kind, cnp.ndarray p, q, double inv_temp, double beta, cnp.ndarray out):
+    """out[r] = entropy / cross-entropy / KL / JS of row r of p (and q), in nats."""
+    cdef int code = _code(p, "p")
+    cdef int64_t ps = _row_stride(p, "p"), n_rows = p.shape[0], n = p.shape[1]
+    cdef int iop = OPS[op], ikind = KINDS[kind]
+    cdef cnp.ndarray qa
+    cdef int64_t qs = 0
+    cdef const void *pq = NULL
+    if iop != 0:
+        qa = q
+        if _code(qa, "q") != code or qa.shape[0] != n_rows or qa.shape[1] != n:
+            raise ValueError("q: must have the dtype and shape of p")
+        qs = _row_stride(qa, "q")
+        pq = cnp.PyArray_DATA(qa)
+    cdef double *o = _out_vector(out, n_rows)
+    cdef const void *pp = cnp.PyArray_DATA(p)
+    with nogil:
+        kk_div_rows(iop, ikind, code, pp, ps, pq, qs, n_rows, n, inv_temp, beta, o)
+
+
+def set_num_threads(int n):
+    kk_set_num_threads(n)
+
+
+def get_num_threads():
+    return kk_get_num_threads()
+
+
+def set_isa(name=None):
+    """Force a code path ('base', 'avx2', 'avx512'; None: the best); False if unsupported."""
+    if name is None:
+        return bool(kk_set_isa(NULL))
+    b = name.encode()
+    return bool(kk_set_isa(b))
+
+
+def build_info():
+    return {
+        "isa": kk_isa().decode(),
+        "isas_built": kk_isas_built().decode(),
+        "openmp": kk_have_openmp() == 1,
+        "openmp_build": KLKIT_BUILD_OPENMP.decode(),
+        "cuda": KLKIT_BUILD_CUDA.decode(),
+        "compiler": KLKIT_BUILD_COMPILER.decode(),
+    }

@@ -1,0 +1,126 @@
+"""Dense log-space functions: logsumexp, softmax, log_softmax.
+
+Drop-in replacements for the scipy.special functions of the same names
+(same signatures, defaults, dtypes and special values), computed by the C
+kernels in one streaming pass per row on all cores.  Inputs the kernels do
+not take (weights ``b``, ``return_sign``, complex numbers) go to the NumPy
+twin in ``klkit.reference``, which follows the same rules.
+
+How to add an op to this family:
+1. Write its scalar math, if new, in kernels/include/klkit/*.h (KLKIT_HD,
+   no loops), with the formula and its source in the header comment.
+2. Write the row kernel in kernels/cpu/dense_rows.inc and its OpenMP row
+   loop in kernels/cpu/dense.c; declare it in klkit_cpu.h and route it in
+   dispatch.c.
+3. Validate and call it from src/klkit/_cpu.pyx (GIL released).
+4. Add the public function here (shapes, dtypes, policy) and its NumPy twin
+   in reference.py, export both from __init__.py.
+5. Tests in tests/test_dense.py (vs reference, mpmath cases in
+   tests/test_accuracy.py, contracts in tests/test_contracts.py) and a bench
+   in bench/bench_dense.py plus a row in bench/report.py.
+"""
+import numpy as np
+
+from . import _cpu, reference
+from ._backend import as_input, float_input, normalize_axes, result_dtype, to_rows
+
+__all__ = ["logsumexp", "softmax", "log_softmax"]
+
+
+def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
+    """log(sum(b * exp(a))) along ``axis``, as ``scipy.special.logsumexp``.
+
+    Parameters and results are scipy's: ``axis`` None (all), an int or a
+    tuple; ``b`` weights broadcast against ``a`` (negative weights need
+    ``return_sign=True``, which returns ``(value, sign)``); ``keepdims``.
+    Result dtype: float64 for float64, integer and bool input, float32 for
+    float32, float16 and bfloat16 input; a 0-d result is a NumPy scalar.
+
+    Precision: ``m + log1p(s)`` where m is the maximum and s sums
+    ``exp(a_i - m)`` over every element but one occurrence of the maximum,
+    accumulated in float32 blocks and float64 across blocks (float64
+    throughout for float64 input): exact for a single dominant term,
+    relative error a few ulp of the output dtype otherwise.  A float16 input
+    never overflows (70000 zeros give log(70000) = 11.156).
+
+    Special values: an empty reduction gives -inf; NaN anywhere in a slice
+    gives NaN; +inf gives +inf; all -inf gives -inf.  Where scipy would
+    return NaN for a weight ``b = 0`` at an infinite element, that term
+    contributes nothing (it is absent from the sum).
+
+    Weights, ``return_sign`` and complex input are computed by
+    ``klkit.reference.logsumexp`` (float64 NumPy, same rules).
+    """
+    a, wrap = as_input(a, "a")
+    if b is not None or return_sign or a.dtype.kind == "c":
+        res = reference.logsumexp(a, axis=axis, b=b, keepdims=keepdims, return_sign=return_sign)
+        return tuple(wrap(r) for r in res) if return_sign else wrap(res)
+    a = float_input(a, "a")
+    axes = normalize_axes(axis, a.ndim)
+    rows, kept_shape, _ = to_rows(a, axes)
+    out = np.empty(rows.shape[0], np.float64)
+    _cpu.lse_rows(rows, out)
+    res = out.astype(result_dtype(a.dtype), copy=False)
+    if keepdims:
+        res = res.reshape(tuple(1 if i in axes else n for i, n in enumerate(a.shape)))
+    else:
+        res = res.reshape(kept_shape)
+    return wrap(res[()] if res.ndim == 0 else res)
+
+
+def _softmax_family(x, axis, out, log):
+    name = "log_softmax" if log else "softmax"
+    x, wrap = as_input(x, "x")
+    if x.dtype.kind == "c":
+        return wrap(getattr(reference, name)(x, axis=axis, out=out))
+    x = float_input(x, "x")
+    dtype = result_dtype(x.dtype)
+    if out is not None:
+        if not isinstance(out, np.ndarray) or out.shape != x.shape or out.dtype != dtype:
+            raise ValueError(f"out: expected a numpy array of shape {x.shape} and dtype "
+                             f"{dtype}, got {getattr(out, 'shape', type(out))} "
+                             f"{getattr(out, 'dtype', '')}".rstrip())
+        if not out.flags.writeable:
+            raise ValueError("out: array is read-only")
+        if np.may_share_memory(out, x):
+            raise ValueError("out: must not overlap the input")
+    axes = normalize_axes(axis, x.ndim)
+    rows, _, moved_shape = to_rows(x, axes)
+    trailing = axes == tuple(range(x.ndim - len(axes), x.ndim))
+    target = out if out is not None else np.empty(x.shape, dtype)
+    direct = trailing and target.flags.c_contiguous
+    dest = target.reshape(rows.shape) if direct else np.empty(rows.shape, dtype)
+    if rows.size:
+        _cpu.softmax_rows(rows, log, dest)
+    if not direct:
+        kept = [i for i in range(x.ndim) if i not in axes]
+        order = np.argsort(kept + list(axes))
+        target[...] = np.transpose(dest.reshape(moved_shape), order)
+    return wrap(target[()] if target.ndim == 0 and out is None else target)
+
+
+def softmax(x, axis=None, *, out=None):
+    """exp(x) / sum(exp(x)) along ``axis`` (None: over all elements), as
+    ``scipy.special.softmax``.
+
+    Computed as ``exp(x - m) / (1 + s)`` with the log-sum-exp state of
+    :func:`logsumexp`, in one read pass for the sum and one read-write pass
+    for the output.  Output dtype float32 (float64 for float64 input), same
+    shape as x.  ``out`` (klkit extension) receives the result when given: an
+    array of that shape and dtype, not overlapping x; it is returned.
+    Special values as scipy: a slice containing +inf or NaN is all NaN, an
+    all -inf slice is NaN.
+    """
+    return _softmax_family(x, axis, out, log=False)
+
+
+def log_softmax(x, axis=None, *, out=None):
+    """x - logsumexp(x) along ``axis``, as ``scipy.special.log_softmax``.
+
+    Computed as ``(x - m) - log1p(s)``: unlike scipy, the largest element
+    keeps its small correction (log_softmax([0, -40])[0] is -4.25e-18, not
+    0).  Output dtype and ``out`` as :func:`softmax`.  Special values as
+    scipy: in a slice with +inf those entries are NaN and the others -inf;
+    an all -inf slice and a slice with NaN are NaN.
+    """
+    return _softmax_family(x, axis, out, log=True)

@@ -1,0 +1,157 @@
+"""Divergences between distributions along an axis: entropy, cross_entropy,
+kl_div, js_div (SPEC section 2).
+
+Each distribution is given by ``kind``: "logits" (normalised here with
+log-softmax of logits / temperature), "logprobs" (used as given) or "probs"
+(non-negative, normalised by their sum like scipy.stats.entropy).  The C
+kernels read logits and log-probs directly, one row at a time, without
+[..., V] temporaries; "probs" are turned into log-probs first (one
+temporary).  The numerics (why nothing cancels when KL ~ 1e-15 or a row is
+nearly one-hot) are in kernels/include/klkit/divergence.h.
+
+Adding an op: see the numbered list at the top of dense.py.
+"""
+import math
+
+import numpy as np
+
+from . import _cpu
+from ._backend import as_input, float_input, normalize_axes, result_dtype, to_rows, finish
+
+__all__ = ["entropy", "cross_entropy", "kl_div", "js_div"]
+
+KINDS = ("logits", "logprobs", "probs")
+
+
+def _check_options(kind, base, temperature):
+    if not isinstance(kind, str) or kind not in KINDS:
+        raise ValueError(f"kind: expected one of {KINDS}, got {kind!r}")
+    if base is not None:
+        try:
+            base = float(base)
+        except (TypeError, ValueError):
+            raise TypeError(f"base: expected None or a positive number, got {base!r}") from None
+        if not (math.isfinite(base) and base > 0 and base != 1):
+            raise ValueError(f"base: expected a finite positive number other than 1, got {base!r}")
+    try:
+        temperature = float(temperature)
+    except (TypeError, ValueError):
+        raise TypeError(f"temperature: expected a positive number, got {temperature!r}") from None
+    if not (math.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"temperature: expected a finite number > 0, got {temperature!r}")
+    if temperature != 1.0 and kind != "logits":
+        raise ValueError(f"temperature: only applies to kind='logits', got kind={kind!r}")
+    return base, temperature
+
+
+def _as_logs(a, kind):
+    """Kernel kind and array: probs become normalisable log-probs (log p)."""
+    if kind != "probs":
+        return kind, a
+    if a.dtype.name != "float64":
+        a = a.astype(np.float32)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return "logits", np.log(a)     # p < 0 gives NaN: that row is NaN
+
+
+def _reduce(op, arrays, axis, kind, base, temperature, beta=0.5):
+    base, temperature = _check_options(kind, base, temperature)
+    names = ("p", "q")
+    inputs = [as_input(a, n) for a, n in zip(arrays, names)]
+    wrap = inputs[0][1]
+    arrs = [float_input(a, n) for (a, _), n in zip(inputs, names)]
+    dtype = np.result_type(*[a.dtype for a in arrs])
+    if dtype.name not in ("float16", "bfloat16", "float32", "float64"):
+        dtype = np.dtype(np.float64)
+    try:
+        shape = np.broadcast_shapes(*[a.shape for a in arrs])
+    except ValueError:
+        raise ValueError(f"p, q: shapes {arrs[0].shape} and {arrs[1].shape} "
+                         "do not broadcast") from None
+    out_dtype = result_dtype(dtype)
+    if len(shape) == 0:
+        raise ValueError("p: expected at least one dimension (the distribution axis)")
+    if axis is None:        # over all elements, as scipy.stats.entropy(axis=None)
+        arrs = [np.broadcast_to(a, shape).ravel() for a in arrs]
+        shape = (int(np.prod(shape)),)
+    (ax,) = normalize_axes(-1 if axis is None else axis, len(shape))
+    rows = []
+    for a in arrs:
+        a = np.broadcast_to(a.astype(dtype, copy=False), shape)
+        k, a = _as_logs(a, kind)
+        r, kept_shape, _ = to_rows(a, (ax,))
+        rows.append(r)
+    n_rows = rows[0].shape[0]
+    out = np.empty(n_rows, np.float64)
+    if n_rows:
+        _cpu.div_rows(op, k, rows[0], rows[1] if len(rows) > 1 else None,
+                      1.0 / temperature, float(beta), out)
+    if base is not None:
+        out /= math.log(base)
+    return finish(out, kept_shape, out_dtype, wrap)
+
+
+def entropy(p, axis=-1, *, kind="logits", base=None, temperature=1.0):
+    """Shannon entropy H(P) = -sum P log P along ``axis``.
+
+    ``kind``: "logits" (P = softmax(p / temperature)), "logprobs" (P = exp(p),
+    not renormalised) or "probs" (P = p / sum(p), as scipy.stats.entropy).
+    ``base``: None for nats, 2 for bits, any positive number other than 1.
+    Result: float32 (float64 for float64 input) with ``axis`` removed.
+
+    From logits it is computed as sum_i p_i (m - x_i) + log Z with every term
+    >= 0 in a single pass, so a nearly one-hot row keeps full relative
+    accuracy.  Zero probabilities contribute 0.  A row with NaN or +inf, an
+    all -inf row, or a "probs" row with a negative entry or zero sum gives
+    NaN; an empty axis gives NaN (0.0 for kind="logprobs").
+    """
+    return _reduce("entropy", (p,), axis, kind, base, temperature)
+
+
+def cross_entropy(p, q, axis=-1, *, kind="logits", base=None, temperature=1.0):
+    """Cross-entropy H(P, Q) = -sum P log Q = H(P) + KL(P||Q) along ``axis``.
+
+    p and q broadcast against each other; ``kind``, ``base``,
+    ``temperature`` (applied to both) and the result as :func:`entropy`.
+    P > 0 where Q = 0 gives +inf.  From logits it is
+    sum_i p_i (max(xq) - xq_i) + log Zq, every term >= 0, one pass.
+    """
+    return _reduce("cross_entropy", (p, q), axis, kind, base, temperature)
+
+
+def kl_div(p, q, axis=-1, *, kind="logits", base=None, temperature=1.0):
+    """Kullback-Leibler divergence KL(P||Q) = sum P log(P/Q) along ``axis``.
+
+    Forward KL when P is the data; reverse KL is ``kl_div(q, p)``.  p and q
+    broadcast; ``kind``, ``base``, ``temperature`` as :func:`entropy`.
+
+    Accuracy: relative accuracy is kept when P and Q are nearly identical
+    (KL of 1e-15 from float64 logits, 1e-12 from float32 logits): from
+    logits, KL = B + log1p(A - B) with A, B the P-means of
+    phi(D) = exp(-D) - 1 + D and D, D the logit difference shifted by its
+    approximate P-mean (divergence.h); no term cancels.  KL >= 0 always and
+    KL(P||P) == 0 exactly.  P > 0 where Q = 0 gives +inf, P = 0 terms give 0.
+
+    kind="logprobs" (not renormalised) sums the Bregman form
+    p log(p/q) - p + q (scipy.special.kl_div), which equals KL for normalised
+    inputs and stays >= 0 for slightly unnormalised ones.
+    """
+    return _reduce("kl_div", (p, q), axis, kind, base, temperature)
+
+
+def js_div(p, q, axis=-1, *, beta=0.5, kind="logits", base=None, temperature=1.0):
+    """Generalised Jensen-Shannon divergence along ``axis``:
+    beta KL(P||M) + (1 - beta) KL(Q||M) with M = beta P + (1 - beta) Q.
+
+    ``beta`` in [0, 1]; the result is continuous in beta and 0 at 0 and 1.
+    At beta = 0.5 it is symmetric and at most log 2.  Computed per element in
+    Bregman form (all terms >= 0), so nearly identical P and Q keep relative
+    accuracy.  ``kind``, ``base``, ``temperature`` as :func:`entropy`.
+    """
+    try:
+        beta = float(beta)
+    except (TypeError, ValueError):
+        raise TypeError(f"beta: expected a number in [0, 1], got {beta!r}") from None
+    if not 0.0 <= beta <= 1.0:
+        raise ValueError(f"beta: expected a number in [0, 1], got {beta!r}")
+    return _reduce("js_div", (p, q), axis, kind, base, temperature, beta)
