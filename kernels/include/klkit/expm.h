@@ -33,8 +33,11 @@ static KLKIT_HD float kk_expf(float x)
     const float log2e = 1.44269504088896341f;
     const float ln2_hi = 0.693145751953125f;    /* 0x3f317200: 9 trailing zero bits */
     const float ln2_lo = 1.42860682030941723e-6f;
-    x = x < -104.0f ? -104.0f : x;              /* exp(-104) < 2^-150: rounds to 0 */
-    x = x > 89.0f ? 89.0f : x;                  /* exp(89) > FLT_MAX: inf */
+    /* both selects read the original x (one compare + blend each once
+     * vectorised; chained they cost twice that): exp(-104) < 2^-150 rounds
+     * to 0, exp(89) > FLT_MAX is inf, NaN passes both */
+    float lo = x < -104.0f ? -104.0f : x;
+    x = x > 89.0f ? 89.0f : lo;
     float t = KK_FMAF(x, log2e, shifter);
     float n = t - shifter;
     int32_t ni = (int32_t)(kk_bits_f32(t) - kk_bits_f32(shifter));
@@ -60,8 +63,8 @@ static KLKIT_HD double kk_exp(double x)
     const double log2e = 1.4426950408889634074;
     const double ln2_hi = 0.6931471803691238;      /* 0x3fe62e42fee00000: 21 trailing zero bits */
     const double ln2_lo = 1.9082149292705877e-10;
-    x = x < -746.0 ? -746.0 : x;                /* exp(-746) < 2^-1075: rounds to 0 */
-    x = x > 710.0 ? 710.0 : x;                  /* exp(710) > DBL_MAX: inf */
+    double lo = x < -746.0 ? -746.0 : x;        /* exp(-746) < 2^-1075: 0 */
+    x = x > 710.0 ? 710.0 : lo;                 /* exp(710) > DBL_MAX: inf */
     double t = KK_FMA(x, log2e, shifter);
     double n = t - shifter;
     /* n/2 rounded, by the same shifter trick: AVX2 has no 64-bit arithmetic
@@ -89,6 +92,19 @@ static KLKIT_HD double kk_exp(double x)
     double s1 = kk_f64_from_bits((uint64_t)(n1 + 1023) << 52);
     double s2 = kk_f64_from_bits((uint64_t)(n2 + 1023) << 52);
     return (p * s1) * s2;
+}
+
+/* 2^round(x / ln 2): exp(x) within a factor sqrt(2), for weights that need
+ * only be roughly right (the KL shift in divergence.h).  x is clamped to the
+ * normal range; NaN gives an arbitrary finite value (callers mask it). */
+static KLKIT_HD float kk_exp_roughf(float x)
+{
+    const float shifter = 12582912.0f;
+    float lo = x < -87.0f ? -87.0f : x;
+    x = x > 88.0f ? 88.0f : lo;
+    float t = KK_FMAF(x, 1.44269504088896341f, shifter);
+    int32_t ni = (int32_t)(kk_bits_f32(t) - kk_bits_f32(shifter));
+    return kk_f32_from_bits((uint32_t)(ni + 127) << 23);
 }
 
 /* phi(d) = exp(-d) - 1 + d >= 0, the per-term Bregman divergence of exp
