@@ -31,6 +31,7 @@ enum { CHUNK = 2048, BLOCK = 128, TILE = 1 << 16 };
 #define REAL float
 #define REAL_IS_FLOAT 1
 #define REAL_DTYPE KK_F32
+#define REAL_EPS 1.1920929e-07
 #define R(name) name##_f
 #define EXP kk_expf
 #define PHI_SERIES kk_phif_series
@@ -40,6 +41,7 @@ enum { CHUNK = 2048, BLOCK = 128, TILE = 1 << 16 };
 #undef REAL
 #undef REAL_IS_FLOAT
 #undef REAL_DTYPE
+#undef REAL_EPS
 #undef R
 #undef EXP
 #undef PHI_SERIES
@@ -49,6 +51,7 @@ enum { CHUNK = 2048, BLOCK = 128, TILE = 1 << 16 };
 #define REAL double
 #define REAL_IS_FLOAT 0
 #define REAL_DTYPE KK_F64
+#define REAL_EPS 2.220446049250313e-16
 #define R(name) name##_d
 #define EXP kk_exp
 #define PHI_SERIES kk_phi_series

@@ -58,6 +58,8 @@ cdef int64_t _row_stride(cnp.ndarray a, str name) except -1:
     if a.ndim != 2:
         raise ValueError(f"{name}: expected a 2-D array of rows, got {a.ndim}-D")
     cdef int64_t item = a.itemsize
+    if a.shape[0] == 0 or a.shape[1] == 0:
+        return 0                       # nothing is read
     if a.shape[1] > 1 and a.strides[1] != item:
         raise ValueError(f"{name}: rows must be contiguous")
     if a.strides[0] % item != 0:

@@ -84,14 +84,20 @@ static KLKIT_HD double kk_xent_value(kk_xent_t a)
 }
 
 /* ---- KL from the P-weighted sums of the shifted log-ratio ---- */
-/* W = sum w_i, A = sum w_i phi(D_i), B = sum w_i D_i (see the header comment) */
+/* W = sum w_i, A = sum w_i phi(D_i), B = sum w_i D_i (see the header
+ * comment), all finite */
 static KLKIT_HD double kk_kl_value(double W, double A, double B)
 {
-    if (A != A || B != B || W != W) return NAN;
-    if (A == INFINITY) return INFINITY;
     double a = A / W, b = B / W;
     double kl = b + log1p(a - b);
     return kl > 0.0 ? kl : 0.0;   /* rounding can leave -tiny; KL >= 0 */
+}
+
+/* log(e^a + e^b) for finite a, b */
+static KLKIT_HD double kk_logaddexp(double a, double b)
+{
+    double hi = a > b ? a : b, lo = a > b ? b : a;
+    return hi + log1p(exp(lo - hi));
 }
 
 /* ---- JS: w phi(d) with m_minus_w = m_i - w_i, never overflowing ---- */
@@ -111,9 +117,14 @@ static KLKIT_HD double kk_js_term(double p, double q, double r, double beta)
     if (p == 0.0 && q == 0.0) return 0.0;
     if (p == 0.0) return nb * q * -log(nb);           /* q phi(-log(1-beta)) */
     if (q == 0.0) return beta * p * -log(beta);
-    double m = beta * p + nb * q;
-    double dp = -log1p(nb * expm1(r));
-    double dq = -log1p(beta * expm1(-r));
+    double m = beta * p + nb * q, dp, dq;
+    if (fabs(r) <= 1.0) {   /* log1p/expm1: no cancellation as r -> 0 */
+        dp = -log1p(nb * expm1(r));
+        dq = -log1p(beta * expm1(-r));
+    } else {                /* log-add-exp: no overflow of e^|r| */
+        dp = -kk_logaddexp(log(beta), log(nb) + r);
+        dq = -kk_logaddexp(log(beta) - r, log(nb));
+    }
     return beta * kk_bregman_term(p, dp, m - p) + nb * kk_bregman_term(q, dq, m - q);
 }
 

@@ -1,0 +1,449 @@
+"""Implementations shared by bench/report.py and the pytest-benchmark suites.
+
+Importing this module imports klkit (callers check that it imports first, so
+that a missing package gives a clear message). One place defines, for every
+benchmarked function, what "klkit", "scipy", "torch" and "numpy" mean:
+
+- scipy: scipy.special / scipy.stats / scipy.spatial, or the plain scipy
+  recipe where scipy has no such function (KL, cross-entropy);
+- torch: the torch CPU function on zero-copy torch.from_numpy views;
+- numpy: the best plain-NumPy recipe we know: max-shift, in-place ufuncs on
+  row blocks of ~1 MiB so the temporaries stay in cache (about 3x faster on
+  [4096, 32768] float32 than the textbook `np.log(np.exp(x - m).sum(-1)) + m`,
+  and never more than a few MiB of temporaries). Single-threaded.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.spatial.distance
+import scipy.special as ss
+import scipy.stats
+
+import klkit as kk
+
+try:
+    import torch
+    import torch.nn.functional as F
+except ImportError:
+    torch = None
+    F = None
+
+try:
+    import ml_dtypes
+except ImportError:
+    ml_dtypes = None
+
+BLOCK_BYTES = 1 << 20  # numpy recipes: row blocks of ~1 MiB per temporary
+
+# --------------------------------------------------------------------------
+# numpy recipes (the best plain-NumPy way we know; single-threaded)
+# --------------------------------------------------------------------------
+
+def acc_dtype(dt: np.dtype) -> np.dtype:
+    return np.dtype(np.float64) if dt == np.float64 else np.dtype(np.float32)
+
+
+def _row_blocks(x: np.ndarray):
+    n, k = x.shape
+    rows = max(1, BLOCK_BYTES // (k * acc_dtype(x.dtype).itemsize))
+    for i in range(0, n, rows):
+        yield slice(i, min(n, i + rows))
+
+
+def _tmp(x: np.ndarray, count: int):
+    n, k = x.shape
+    rows = max(1, BLOCK_BYTES // (k * acc_dtype(x.dtype).itemsize))
+    return [np.empty((min(rows, n), k), acc_dtype(x.dtype)) for _ in range(count)]
+
+
+def _shifted(xb, t):
+    """t[:] = xb - rowmax(xb) (accumulation dtype); returns (t, max)."""
+    if xb.dtype != t.dtype:
+        np.copyto(t, xb)
+        m = t.max(-1, keepdims=True)
+        np.subtract(t, m, out=t)
+    else:
+        m = xb.max(-1, keepdims=True)
+        np.subtract(xb, m, out=t)
+    return t, m
+
+
+def np_logsumexp(x):
+    if x.ndim == 1:
+        acc = acc_dtype(x.dtype)
+        m = x.max()
+        step = BLOCK_BYTES // acc.itemsize
+        t = np.empty(step, acc)
+        s = 0.0
+        for i in range(0, x.size, step):
+            tb = t[: min(step, x.size - i)]
+            np.subtract(x[i : i + step], m, out=tb)
+            np.exp(tb, out=tb)
+            s += float(tb.sum())
+        return np.log(s) + m
+    (t,) = _tmp(x, 1)
+    out = np.empty(x.shape[0], acc_dtype(x.dtype))
+    for sl in _row_blocks(x):
+        tb, m = _shifted(x[sl], t[: sl.stop - sl.start])
+        np.exp(tb, out=tb)
+        out[sl] = np.log(tb.sum(-1)) + m[:, 0]
+    return out
+
+
+def np_log_softmax(x, out=None):
+    if out is None:
+        out = np.empty(x.shape, acc_dtype(x.dtype))
+    (t,) = _tmp(x, 1)
+    for sl in _row_blocks(x):
+        ob = out[sl]
+        m = x[sl].max(-1, keepdims=True)
+        np.subtract(x[sl], m, out=ob)
+        tb = t[: sl.stop - sl.start]
+        np.exp(ob, out=tb)
+        ob -= np.log(tb.sum(-1, keepdims=True))
+    return out
+
+
+def np_softmax(x, out=None):
+    if out is None:
+        out = np.empty(x.shape, acc_dtype(x.dtype))
+    for sl in _row_blocks(x):
+        ob = out[sl]
+        np.subtract(x[sl], x[sl].max(-1, keepdims=True), out=ob)
+        np.exp(ob, out=ob)
+        ob /= ob.sum(-1, keepdims=True)
+    return out
+
+
+def np_entropy(x):
+    # H = log s - sum(e * t) / s  with t = x - max, e = exp(t), s = sum(e)
+    t, e = _tmp(x, 2)
+    out = np.empty(x.shape[0], acc_dtype(x.dtype))
+    for sl in _row_blocks(x):
+        r = sl.stop - sl.start
+        tb, _ = _shifted(x[sl], t[:r])
+        eb = np.exp(tb, out=e[:r])
+        s = eb.sum(-1)
+        np.multiply(eb, tb, out=eb)
+        out[sl] = np.log(s) - eb.sum(-1) / s
+    return out
+
+
+def np_cross_entropy(p, q):
+    # H(P,Q) = log sq - sum(ep * tq) / sp
+    tp, tq, e = _tmp(p, 3)
+    out = np.empty(p.shape[0], acc_dtype(p.dtype))
+    for sl in _row_blocks(p):
+        r = sl.stop - sl.start
+        ep, _ = _shifted(p[sl], tp[:r])
+        np.exp(ep, out=ep)
+        sp = ep.sum(-1)
+        tqb, _ = _shifted(q[sl], tq[:r])
+        eb = np.exp(tqb, out=e[:r])
+        sq = eb.sum(-1)
+        np.multiply(ep, tqb, out=eb)
+        out[sl] = np.log(sq) - eb.sum(-1) / sp
+    return out
+
+
+def np_kl_div(p, q):
+    # KL = sum(ep * (tp - tq)) / sp + log(sq / sp)
+    tp, tq, e = _tmp(p, 3)
+    out = np.empty(p.shape[0], acc_dtype(p.dtype))
+    for sl in _row_blocks(p):
+        r = sl.stop - sl.start
+        tpb, _ = _shifted(p[sl], tp[:r])
+        eb = np.exp(tpb, out=e[:r])
+        sp = eb.sum(-1)
+        tqb, _ = _shifted(q[sl], tq[:r])
+        np.subtract(tpb, tqb, out=tpb)           # tp - tq
+        np.exp(tqb, out=tqb)
+        sq = tqb.sum(-1)
+        np.multiply(eb, tpb, out=eb)
+        out[sl] = eb.sum(-1) / sp + np.log(sq / sp)
+    return out
+
+
+def np_js_div(p, q, beta=0.5):
+    # JS = beta*sum P log(P/M) + (1-beta)*sum Q log(Q/M), M = beta P + (1-beta) Q
+    P, Q, M, L = _tmp(p, 4)
+    out = np.empty(p.shape[0], acc_dtype(p.dtype))
+    for sl in _row_blocks(p):
+        r = sl.stop - sl.start
+        res = 0.0
+        Pb, Qb, Mb, Lb = P[:r], Q[:r], M[:r], L[:r]
+        for src, dst in ((p[sl], Pb), (q[sl], Qb)):
+            _shifted(src, dst)
+            np.exp(dst, out=dst)
+            dst /= dst.sum(-1, keepdims=True)
+        np.multiply(Pb, beta, out=Mb)
+        Mb += (1.0 - beta) * Qb
+        np.log(Mb, out=Mb)                        # log M
+        for w, D in ((beta, Pb), (1.0 - beta, Qb)):
+            with np.errstate(divide="ignore", invalid="ignore"):
+                np.log(D, out=Lb)
+            Lb -= Mb
+            np.multiply(D, Lb, out=Lb)
+            Lb[D == 0] = 0.0
+            res = res + w * Lb.sum(-1)
+        out[sl] = res
+    return out
+
+
+def np_entropy_probs(p):
+    # H = log s - sum(p log p) / s, s = sum(p) (assumes p > 0, as in the benchmark data)
+    (t,) = _tmp(p, 1)
+    out = np.empty(p.shape[0], acc_dtype(p.dtype))
+    for sl in _row_blocks(p):
+        pb = p[sl]
+        tb = np.log(pb, out=t[: sl.stop - sl.start])
+        np.multiply(tb, pb, out=tb)
+        s = pb.sum(-1)
+        out[sl] = np.log(s) - tb.sum(-1) / s
+    return out
+
+
+# --------------------------------------------------------------------------
+# implementations: {impl name: zero-argument callable} per benchmarked function
+# --------------------------------------------------------------------------
+
+def to_torch(a):
+    """Zero-copy torch view of a numpy array (bf16 through an int16 view)."""
+    if ml_dtypes is not None and a.dtype == ml_dtypes.bfloat16:
+        return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(a)
+
+
+def build_logsumexp(xs, out):
+    (x,) = xs
+    impl = {
+        "klkit": lambda: kk.logsumexp(x, axis=-1),
+        "scipy": lambda: ss.logsumexp(x, axis=-1),
+        "numpy": lambda: np_logsumexp(x),
+    }
+    if torch is not None:
+        tx = to_torch(x)
+        impl["torch"] = lambda: torch.logsumexp(tx, -1)
+    return impl
+
+
+def build_log_softmax_out(xs, out):
+    (x,) = xs
+    impl = {
+        "klkit": lambda: kk.log_softmax(x, axis=-1, out=out),
+        "numpy": lambda: np_log_softmax(x, out=out),
+    }
+    if torch is not None:
+        tx, to = to_torch(x), to_torch(out)
+        impl["torch"] = lambda: torch.log_softmax(tx, -1, out=to)
+    return impl  # scipy has no out=
+
+
+def build_log_softmax(xs, out):
+    (x,) = xs
+    impl = {
+        "klkit": lambda: kk.log_softmax(x, axis=-1),
+        "scipy": lambda: ss.log_softmax(x, axis=-1),
+        "numpy": lambda: np_log_softmax(x),
+    }
+    if torch is not None:
+        tx = to_torch(x)
+        impl["torch"] = lambda: torch.log_softmax(tx, -1)
+    return impl
+
+
+def build_softmax(xs, out):
+    (x,) = xs
+    impl = {
+        "klkit": lambda: kk.softmax(x, axis=-1),
+        "scipy": lambda: ss.softmax(x, axis=-1),
+        "numpy": lambda: np_softmax(x),
+    }
+    if torch is not None:
+        tx = to_torch(x)
+        impl["torch"] = lambda: torch.softmax(tx, -1)
+    return impl
+
+
+def build_entropy(xs, out):
+    (x,) = xs
+    impl = {
+        "klkit": lambda: kk.entropy(x, axis=-1),
+        "scipy": lambda: scipy.stats.entropy(ss.softmax(x, axis=-1), axis=-1),
+        "numpy": lambda: np_entropy(x),
+    }
+    if torch is not None:
+        tx = to_torch(x)
+
+        def th():
+            lp = torch.log_softmax(tx, -1)
+            return -(lp.exp() * lp).sum(-1)
+
+        impl["torch"] = th
+    return impl
+
+
+def build_cross_entropy(xs, out):
+    p, q = xs
+    impl = {
+        "klkit": lambda: kk.cross_entropy(p, q, axis=-1),
+        "scipy": lambda: -(ss.softmax(p, axis=-1) * ss.log_softmax(q, axis=-1)).sum(-1),
+        "numpy": lambda: np_cross_entropy(p, q),
+    }
+    if torch is not None:
+        tp, tq = to_torch(p), to_torch(q)
+        impl["torch"] = lambda: F.cross_entropy(tq, torch.softmax(tp, -1), reduction="none")
+    return impl
+
+
+def build_kl_div(xs, out):
+    p, q = xs
+
+    def sp():
+        lp = ss.log_softmax(p, axis=-1)
+        lq = ss.log_softmax(q, axis=-1)
+        return (np.exp(lp) * (lp - lq)).sum(-1)
+
+    impl = {
+        "klkit": lambda: kk.kl_div(p, q, axis=-1, kind="logits"),
+        "scipy": sp,
+        "numpy": lambda: np_kl_div(p, q),
+    }
+    if torch is not None:
+        tp, tq = to_torch(p), to_torch(q)
+
+        def th():
+            lp = torch.log_softmax(tp, -1)
+            lq = torch.log_softmax(tq, -1)
+            return F.kl_div(lq, lp, log_target=True, reduction="none").sum(-1)
+
+        impl["torch"] = th
+    return impl
+
+
+def build_js_div(xs, out):
+    p, q = xs
+    impl = {
+        "klkit": lambda: kk.js_div(p, q, axis=-1),
+        "scipy": lambda: scipy.spatial.distance.jensenshannon(
+            ss.softmax(p, axis=-1), ss.softmax(q, axis=-1), axis=-1) ** 2,
+        "numpy": lambda: np_js_div(p, q),
+    }
+    if torch is not None:
+        tp, tq = to_torch(p), to_torch(q)
+
+        def th():
+            lp = torch.log_softmax(tp, -1)
+            lq = torch.log_softmax(tq, -1)
+            lm = torch.logaddexp(lp, lq) - np.log(2.0)
+            kp = F.kl_div(lm, lp, log_target=True, reduction="none").sum(-1)
+            kq = F.kl_div(lm, lq, log_target=True, reduction="none").sum(-1)
+            return 0.5 * (kp + kq)
+
+        impl["torch"] = th
+    return impl
+
+
+def build_entropy_probs(xs, out):
+    (p,) = xs
+    impl = {
+        "klkit": lambda: kk.entropy(p, axis=-1, kind="probs"),
+        "scipy": lambda: scipy.stats.entropy(p, axis=-1),
+        "numpy": lambda: np_entropy_probs(p),
+    }
+    if torch is not None:
+        tp = to_torch(p)
+        impl["torch"] = lambda: torch.special.entr(tp / tp.sum(-1, keepdim=True)).sum(-1)
+    return impl
+
+
+BUILDERS = {
+    "logsumexp": build_logsumexp,
+    "log_softmax": build_log_softmax,
+    "log_softmax_out": build_log_softmax_out,   # out= preallocated (scipy has none)
+    "softmax": build_softmax,
+    "entropy": build_entropy,
+    "entropy_probs": build_entropy_probs,       # kind="probs" vs scipy.stats.entropy
+    "cross_entropy": build_cross_entropy,
+    "kl_div": build_kl_div,
+    "js_div": build_js_div,
+}
+
+KLKIT_NAME = {"log_softmax_out": "log_softmax", "entropy_probs": "entropy"}
+ROLES = {"cross_entropy": ("p", "q"), "kl_div": ("p", "q"), "js_div": ("p", "q"),
+         "entropy_probs": ("probs",)}
+
+
+def klkit_has(func):
+    """Whether the installed klkit has the function behind benchmark `func`."""
+    return hasattr(kk, KLKIT_NAME.get(func, func))
+
+
+def implementations(func, xs, out=None):
+    """{"klkit"|"scipy"|"torch"|"numpy": callable} for `func` on inputs `xs`.
+
+    `out` is the preallocated output for "log_softmax_out". torch is absent
+    when it is not installed, scipy where scipy has no equivalent.
+    """
+    return BUILDERS[func](xs, out)
+
+
+# --------------------------------------------------------------------------
+# inputs and the bandwidth floor
+# --------------------------------------------------------------------------
+
+def np_dtype(name):
+    if name == "bfloat16":
+        return ml_dtypes.bfloat16
+    return np.dtype(name)
+
+
+def make_input(shape, dtype, role="p"):
+    """Logit-like data: p ~ N(0, 2^2); q = p + N(0, 0.5^2) (a nearby distribution);
+    role "probs": positive, unnormalised probabilities (uniform on [0.01, 1))."""
+    gen_dt = np.float64 if dtype == "float64" else np.float32
+    if role == "probs":
+        x = np.random.default_rng(3).random(shape, dtype=gen_dt)
+        x *= 0.99
+        x += 0.01
+        return x.astype(ml_dtypes.bfloat16) if dtype == "bfloat16" else x
+    x = np.random.default_rng(1).standard_normal(shape, dtype=gen_dt)
+    x *= 2.0
+    if role == "q":
+        noise = np.random.default_rng(2).standard_normal(shape, dtype=gen_dt)
+        noise *= 0.5
+        x += noise
+        del noise
+    if dtype == "bfloat16":
+        x = x.astype(ml_dtypes.bfloat16)
+    return x
+
+
+def floor_fn(x):
+    """np.max(x, axis=-1): one read-only pass over the input bytes."""
+    if ml_dtypes is not None and x.dtype == ml_dtypes.bfloat16:
+        v = x.view(np.int16)  # same bytes; numpy's bf16 max is a slow scalar loop
+        return lambda: np.max(v, axis=-1)
+    return lambda: np.max(x, axis=-1)
+
+
+# --------------------------------------------------------------------------
+# pytest-benchmark matrix (bench_dense.py, bench_divergence.py)
+# --------------------------------------------------------------------------
+
+BENCH_IMPLS = ("floor", "klkit", "scipy", "torch", "numpy")
+NO_SCIPY = {"log_softmax_out"}
+
+
+def bench_matrix(cases):
+    """(func, shape, dtype, impl) for each case and implementation that exists."""
+    for func, shape, dtype in cases:
+        for impl in BENCH_IMPLS:
+            if impl == "scipy" and func in NO_SCIPY:
+                continue
+            yield func, shape, dtype, impl
+
+
+def bench_id(func, shape, dtype, impl):
+    return f"{func}-{'x'.join(map(str, shape))}-{dtype}-{impl}"

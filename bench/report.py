@@ -1,0 +1,412 @@
+#!/usr/bin/env python
+"""Ratio table: klkit vs scipy / torch / numpy, in multiples of a bandwidth floor.
+
+    python bench/report.py [--quick] [--threads N] [--repeats R] [--only KEYS] [--strict]
+
+For every case the script measures, in one run and on the same input arrays,
+the median wall time (time.perf_counter, one warm-up call, median of R >= 5
+repeats, 3 for calls slower than --slow seconds) of
+
+    floor  np.max(x, axis=-1) over every input array (summed for two-input
+           functions): one read-only pass over the input bytes, i.e. the
+           memory-bandwidth floor a streaming kernel cannot beat by much;
+    klkit  the klkit function;
+    scipy  scipy.special / scipy.stats / scipy.spatial (or the plain scipy
+           recipe where scipy has no such function);
+    torch  the torch CPU function on torch.from_numpy views (no timed copy);
+    numpy  the best NumPy recipe found: max-shift, in-place ufuncs on row
+           blocks of ~1 MiB so temporaries stay in cache (about 3x faster
+           than the textbook `np.log(np.exp(x - m).sum(-1)) + m`).
+
+and prints each as a MULTIPLE of the floor (1.0x = as fast as reading the
+input once with np.max), the speed-up of klkit over each competitor, and a
+PASS/MISS column of klkit's multiple against the issue's target.
+
+Threads: klkit (kk.set_num_threads), torch (torch.set_num_threads) and any
+BLAS/OpenMP pool (threadpoolctl, if installed) are set to N (default 2).
+NumPy ufuncs and np.max are single-threaded whatever N is, so the floor is a
+single-thread read and multi-threaded code can go below 1.0x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+try:
+    import klkit as kk
+except ImportError as exc:  # the whole point is to time klkit: stop here
+    sys.exit(
+        f"bench/report.py: cannot import klkit ({exc}).\n"
+        "Build and install the package first (from the repository root), then rerun."
+    )
+
+import scipy
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _recipes as R  # noqa: E402  (shared with the pytest-benchmark suites)
+from _recipes import ml_dtypes, torch  # noqa: E402
+
+try:
+    import threadpoolctl
+except ImportError:
+    threadpoolctl = None
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------
+# machine
+# --------------------------------------------------------------------------
+
+def cpu_flags() -> set[str] | None:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return None
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+# --------------------------------------------------------------------------
+# cases (the issue's targets; shapes for the full run and for --quick)
+# --------------------------------------------------------------------------
+
+@dataclass
+class Case:
+    key: str                        # for --only
+    label: str
+    func: str                       # key of R.BUILDERS
+    shape: tuple
+    quick: tuple                    # 4-8x fewer elements
+    dtype: str                      # float32 | float64 | bfloat16
+    roles: tuple = ("p",)           # input arrays (one or two)
+    target: object = None           # None | float | (with AVX-512, without)
+    note: str = ""
+
+
+BIG = (4096, 32768)
+PAIR = (2048, 32768)
+
+CASES = [
+    Case("lse_f32", "logsumexp rows", "logsumexp", BIG, (1024, 16384), "float32",
+         target=(1.5, 2.5)),
+    Case("lsm_out", "log_softmax rows, out=", "log_softmax_out", BIG, (1024, 16384), "float32",
+         target=3.0, note="scipy has no out= (see the next row); torch uses out= too"),
+    Case("lsm", "log_softmax rows", "log_softmax", BIG, (1024, 16384), "float32",
+         target=5.5),
+    Case("lse_f64", "logsumexp rows", "logsumexp", (1024, 4096), (256, 4096), "float64",
+         target=2.0),
+    Case("lse_1d", "logsumexp 1-D", "logsumexp", (10**7,), (2 * 10**6,), "float64",
+         target=2.0),
+    Case("kl", "kl_div rows (logits)", "kl_div", PAIR, (512, 16384), "float32",
+         roles=("p", "q"), target=(1.6, 2.5)),
+    Case("ce", "cross_entropy rows (logits)", "cross_entropy", PAIR, (512, 16384), "float32",
+         roles=("p", "q")),
+    Case("js", "js_div rows (logits)", "js_div", PAIR, (512, 16384), "float32",
+         roles=("p", "q"), note="scipy: jensenshannon(softmax p, softmax q)**2"),
+    Case("softmax", "softmax rows", "softmax", PAIR, (512, 16384), "float32"),
+    Case("entropy", "entropy rows (logits)", "entropy", PAIR, (512, 16384), "float32",
+         note="scipy: scipy.stats.entropy(softmax(x))"),
+    Case("lse_bf16", "logsumexp rows", "logsumexp", PAIR, (512, 16384), "bfloat16",
+         note="floor: np.max on an int16 view of the same bf16 bytes "
+              "(numpy's bf16 max is a slow scalar loop)"),
+]
+
+
+# --------------------------------------------------------------------------
+# timing
+# --------------------------------------------------------------------------
+
+def sample_rows(r, stride_rows):
+    """A small float64 sample of a result, to compare implementations."""
+    if torch is not None and isinstance(r, torch.Tensor):
+        r = r.float().numpy() if r.dtype == torch.bfloat16 else r.numpy()
+    r = np.asarray(r)
+    if r.ndim >= 1 and r.shape[0] > 1:
+        r = r[::stride_rows]
+    return np.array(r, dtype=np.float64)
+
+
+def measure(fn, repeats, slow_s, stride_rows):
+    t0 = time.perf_counter()
+    r = fn()  # warm-up
+    warm = time.perf_counter() - t0
+    sample = sample_rows(r, stride_rows)
+    r = None
+    n = repeats if warm < slow_s else 3
+    ts = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        r = fn()
+        ts.append(time.perf_counter() - t0)
+        r = None  # freeing the result is not timed
+    return statistics.median(ts), n, sample, ts
+
+
+def agrees(a, b, dtype):
+    if a.shape != b.shape:
+        return False
+    rtol = {"float64": 1e-9, "float32": 2e-4, "bfloat16": 1e-2}[dtype]
+    fin = np.isfinite(b)
+    if not np.array_equal(fin, np.isfinite(a)):
+        return False
+    scale = np.max(np.abs(b[fin])) if fin.any() else 0.0
+    return bool(np.allclose(a[fin], b[fin], rtol=rtol, atol=rtol * scale))
+
+
+# --------------------------------------------------------------------------
+# main
+# --------------------------------------------------------------------------
+
+IMPLS = ("klkit", "scipy", "torch", "numpy")
+
+
+def fmt_x(v):
+    return "-" if v is None else f"{v:.2f}x"
+
+
+def fmt_speed(v):
+    return "-" if v is None else (f"{v:.1f}x" if v >= 10 else f"{v:.2f}x")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="shapes 4-8x smaller (smoke run)")
+    ap.add_argument("--threads", type=int, default=2, help="threads for klkit/torch/BLAS (default 2)")
+    ap.add_argument("--repeats", type=int, default=5, help="timed repeats per call (>= 5; default 5)")
+    ap.add_argument("--slow", type=float, default=2.0,
+                    help="calls whose warm-up takes longer than this many seconds get 3 repeats")
+    ap.add_argument("--only", default="", help="comma-separated case keys: "
+                    + ",".join(c.key for c in CASES))
+    ap.add_argument("--strict", action="store_true", help="exit 1 if a target is missed")
+    args = ap.parse_args(argv)
+    repeats = max(5, args.repeats)
+    N = args.threads
+
+    cases = CASES
+    if args.only:
+        keys = {k.strip() for k in args.only.split(",") if k.strip()}
+        bad = keys - {c.key for c in CASES}
+        if bad:
+            ap.error(f"unknown case key(s) {sorted(bad)}")
+        cases = [c for c in CASES if c.key in keys]
+    if ml_dtypes is None:
+        cases = [c for c in cases if c.dtype != "bfloat16"]
+
+    flags = cpu_flags()
+    avx512 = None if flags is None else ("avx512f" in flags)
+
+    # ---- threads
+    thread_notes = []
+    if hasattr(kk, "set_num_threads"):
+        kk.set_num_threads(N)
+    else:
+        thread_notes.append("klkit has no set_num_threads yet (its default applies)")
+    if torch is not None:
+        torch.set_num_threads(N)
+    limiter = None
+    if threadpoolctl is not None:
+        limiter = threadpoolctl.threadpool_limits(limits=N)
+        pools = threadpoolctl.threadpool_info()
+        thread_notes.append("threadpoolctl: " + (", ".join(
+            f"{p['internal_api']}={p['num_threads']}" for p in pools) or "no pools found"))
+    else:
+        thread_notes.append("threadpoolctl not installed (BLAS pools not limited)")
+
+    # ---- environment
+    env = [
+        f"klkit {getattr(kk, '__version__', '?')} ({os.path.dirname(kk.__file__)})",
+        f"python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}, "
+        f"torch {torch.__version__ if torch is not None else 'not installed'}, "
+        f"ml_dtypes {ml_dtypes.__version__ if ml_dtypes is not None else 'not installed'}",
+        f"CPU: {cpu_model()}, {os.cpu_count()} logical cores; AVX-512F: "
+        + ({True: "yes", False: "no", None: "unknown (no /proc/cpuinfo; assuming no)"}[avx512]),
+        f"threads N = {N}; " + "; ".join(thread_notes),
+        "numpy ufuncs and np.max are single-threaded (the floor is a one-thread read)",
+    ]
+    ob = {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ}
+    if ob:
+        env.append("OpenBLAS env set: " + ", ".join(f"{k}={v}" for k, v in ob.items())
+                   + " (affects only BLAS calls, not np.max or the ufunc recipes)")
+    else:
+        env.append("OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE: not set")
+    try:
+        load1 = os.getloadavg()[0]
+        env.append(f"load average (1 min) at start: {load1:.2f}"
+                   + (" -- WARNING: the machine is busy, timings will be noisy" if load1 > 0.5 else ""))
+    except OSError:
+        pass
+    if "OMP_NUM_THREADS" in os.environ:
+        env.append(f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} (overridden by N above)")
+    env.append(f"mode: {'--quick' if args.quick else 'full'}; median of {repeats} repeats "
+               f"after 1 warm-up (3 repeats for calls > {args.slow:g} s)")
+    for line in env:
+        log("# " + line)
+
+    # ---- inputs: which (shape, dtype, role) each case needs, freed after last use
+    def key_of(c, role):
+        return (c.quick if args.quick else c.shape, c.dtype, role)
+
+    needed = [[key_of(c, r) for r in c.roles] for c in cases]
+    store = {}
+    rows = []
+    t_start = time.perf_counter()
+    for ci, c in enumerate(cases):
+        shape = c.quick if args.quick else c.shape
+        tgt = c.target
+        if isinstance(tgt, tuple):
+            tgt = tgt[0] if avx512 else tgt[1]
+        row = dict(case=c, shape=shape, target=tgt, mult={}, ms={}, n={}, status="", bad=[])
+        log(f"\n== {c.key}: {c.label} {list(shape)} {c.dtype}")
+        if not R.klkit_has(c.func):
+            row["status"] = f"klkit has no {R.KLKIT_NAME.get(c.func, c.func)}"
+            log("   " + row["status"] + "; skipped")
+            rows.append(row)
+            continue
+        for k in needed[ci]:
+            if k not in store:
+                t0 = time.perf_counter()
+                store[k] = R.make_input(*k)
+                log(f"   input {k[2]}: {store[k].nbytes / 2**20:.0f} MiB "
+                    f"(made in {time.perf_counter() - t0:.1f} s)")
+        xs = [store[k] for k in needed[ci]]
+        out = None
+        if c.func == "log_softmax_out":
+            out = np.zeros(shape, R.acc_dtype(xs[0].dtype))  # touched: no page faults in timing
+        stride_rows = max(1, shape[0] // 64) if len(shape) > 1 else 1
+
+        # floor: np.max over each input, timed before and after the implementations
+        # (median of both sets, against drift), summed over the inputs
+        floor_ts = [measure(R.floor_fn(x), max(repeats, 11), 1e9, stride_rows)[3] for x in xs]
+        log(f"   floor  {sum(map(statistics.median, floor_ts)) * 1e3:9.2f} ms (before)")
+
+        impls = R.implementations(c.func, xs, out)
+        samples = {}
+        for name in IMPLS:
+            fn = impls.get(name)
+            if fn is None:
+                continue
+            try:
+                t, n, s, _ = measure(fn, repeats, args.slow, stride_rows)
+            except Exception as exc:  # report and go on: one broken impl must not hide the rest
+                log(f"   {name:6s} FAILED: {type(exc).__name__}: {exc}")
+                row["bad"].append(f"{name} raised {type(exc).__name__}")
+                continue
+            row["ms"][name] = t * 1e3
+            row["n"][name] = n
+            samples[name] = s
+            log(f"   {name:6s} {t * 1e3:9.2f} ms  (median of {n})")
+            gc.collect()
+        for x, ts in zip(xs, floor_ts):
+            ts += measure(R.floor_fn(x), max(repeats, 11), 1e9, stride_rows)[3]
+        floor = sum(map(statistics.median, floor_ts))
+        row["floor"] = floor
+        log(f"   floor  {floor * 1e3:9.2f} ms (before and after)")
+        for name, ms in row["ms"].items():
+            row["mult"][name] = ms / 1e3 / floor
+            log(f"   {name:6s} {row['mult'][name]:7.2f}x floor")
+        ref = samples.get("numpy")
+        if ref is not None:
+            for name, s in samples.items():
+                if name != "numpy" and not agrees(s, ref, c.dtype):
+                    row["bad"].append(f"{name} != numpy")
+                    log(f"   WARNING: {name} result disagrees with the numpy recipe")
+        rows.append(row)
+
+        # free what later cases do not need
+        impls = xs = out = samples = None
+        later = {k for ks in needed[ci + 1:] for k in ks}
+        for k in list(store):
+            if k not in later:
+                del store[k]
+        gc.collect()
+
+    elapsed = time.perf_counter() - t_start
+    if limiter is not None:
+        limiter.restore_original_limits()
+
+    # ---- table
+    print("## klkit benchmark: multiples of the np.max read floor (lower is better)\n")
+    for line in env:
+        print(f"- {line}")
+    print(f"- measured in {elapsed:.0f} s\n")
+    hdr = ["case", "shape", "dtype", "floor ms", "klkit ms", "klkit", "scipy", "torch",
+           "numpy", "klkit vs scipy", "vs torch", "vs numpy", "target", "result"]
+    print("| " + " | ".join(hdr) + " |")
+    print("|" + "|".join(["---"] * 3 + ["---:"] * 10 + [":---:"]) + "|")
+    missed = False
+    for row in rows:
+        c = row["case"]
+        m = row["mult"]
+        kt = m.get("klkit")
+
+        def spd(other):
+            if kt is None or other not in m:
+                return None
+            return m[other] / kt
+
+        if row["status"]:
+            result = row["status"]
+            missed = missed or row["target"] is not None
+        elif kt is None:
+            result = "; ".join(row["bad"]) or "no klkit timing"
+            missed = missed or row["target"] is not None
+        elif row["target"] is None:
+            result = "-"
+        else:
+            ok = kt <= row["target"]
+            missed = missed or not ok
+            result = "PASS" if ok else "MISS"
+        if row["bad"] and kt is not None:
+            result += " (" + "; ".join(row["bad"]) + ")"
+        target = "-" if row["target"] is None else f"<= {row['target']:g}x"
+        if isinstance(c.target, tuple):
+            target += " (AVX-512)" if avx512 else " (no AVX-512)"
+        cells = [
+            c.label, "x".join(map(str, row["shape"])), c.dtype,
+            f"{row['floor'] * 1e3:.2f}" if "floor" in row else "-",
+            f"{row['ms']['klkit']:.2f}" if "klkit" in row["ms"] else "-",
+            fmt_x(kt), fmt_x(m.get("scipy")), fmt_x(m.get("torch")), fmt_x(m.get("numpy")),
+            fmt_speed(spd("scipy")), fmt_speed(spd("torch")), fmt_speed(spd("numpy")),
+            target, result,
+        ]
+        print("| " + " | ".join(cells) + " |")
+    print()
+    print("Multiples: median wall time / median time of np.max(x, axis=-1) over the same "
+          "input bytes (both inputs for two-input functions). 'klkit vs X' = X time / klkit "
+          "time (> 1: klkit is faster). numpy = row-blocked in-place max-shift recipe "
+          "(single-threaded); torch on zero-copy views; '-' = not available.")
+    for c in cases:
+        if c.note:
+            print(f"- {c.label} {c.dtype}: {c.note}.")
+    if torch is None:
+        print("torch is not installed: torch columns empty.")
+    return 1 if (args.strict and missed) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
