@@ -24,7 +24,7 @@
 #define KK_CAT(a, b) KK_CAT2(a, b)
 #define KK_FN(name) KK_CAT(name, KK_ISA)
 
-enum { CHUNK = 2048, BLOCK = 128, TILE = 1 << 16 };
+enum { CHUNK = 2048, BLOCK = 256, TILE = 1 << 16 };
 /* below this many elements a call stays on the calling thread */
 #define PAR_MIN 32768
 
@@ -47,6 +47,7 @@ enum { CHUNK = 2048, BLOCK = 128, TILE = 1 << 16 };
 #undef PHI_SERIES
 #undef ROUGH_EXP
 #undef KK_FMA_R
+#undef U_SCALE
 
 #define REAL double
 #define REAL_IS_FLOAT 0

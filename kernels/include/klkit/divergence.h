@@ -108,22 +108,25 @@ static KLKIT_HD double kk_bregman_term(double w, double d, double m_minus_w)
     return ad <= 0.5 ? w * kk_phi(d) : m_minus_w + w * d;
 }
 
-/* beta p phi(dp) + (1-beta) q phi(dq) for one element, 0 < beta < 1,
- * given p, q and r = log(q/p) (r = +-inf where p or q is 0). */
-static KLKIT_HD double kk_js_term(double p, double q, double r, double beta)
+/* beta p phi(dp) + (1-beta) q phi(dq) for one element, 0 <= beta <= 1,
+ * given p, q, r = log(q/p) (r = +-inf where p or q is 0) and the logs of
+ * beta and 1 - beta.  dq = dp + r. */
+static KLKIT_HD double kk_js_term(double p, double q, double r, double beta,
+                                  double log_beta, double log_nb)
 {
     double nb = 1.0 - beta;
-    if (r != r) return NAN;
-    if (p == 0.0 && q == 0.0) return 0.0;
-    if (p == 0.0) return nb * q * -log(nb);           /* q phi(-log(1-beta)) */
-    if (q == 0.0) return beta * p * -log(beta);
+    if (r != r || p != p || q != q) return NAN;
+    if (beta == 0.0 || beta == 1.0 || (p == 0.0 && q == 0.0)) return 0.0;
+    if (p == 0.0) return nb * q * -log_nb;            /* q phi(-log(1-beta)) */
+    if (q == 0.0) return beta * p * -log_beta;
     double m = beta * p + nb * q, dp, dq;
     if (fabs(r) <= 1.0) {   /* log1p/expm1: no cancellation as r -> 0 */
-        dp = -log1p(nb * expm1(r));
-        dq = -log1p(beta * expm1(-r));
+        double e = expm1(r);
+        dp = -log1p(nb * e);
+        dq = -log1p(beta * (-e / (1.0 + e)));          /* expm1(-r) */
     } else {                /* log-add-exp: no overflow of e^|r| */
-        dp = -kk_logaddexp(log(beta), log(nb) + r);
-        dq = -kk_logaddexp(log(beta) - r, log(nb));
+        dp = -kk_logaddexp(log_beta, log_nb + r);
+        dq = dp + r;
     }
     return beta * kk_bregman_term(p, dp, m - p) + nb * kk_bregman_term(q, dq, m - q);
 }
