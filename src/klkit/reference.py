@@ -67,6 +67,8 @@ m = w exp(-d) is known (or computed in log space), so nothing overflows.
   P > 0 where Q = 0 the KL is +inf; when the sum is large, log E_p[exp(-D)]
   is taken in log space.)  The same quantities give the precise log-ratio
   log q_i - log p_i = -(D_i + KL - delta) used by ``js_div``.
+  Rows with huge logits (max|x / T| eps > 1e-3 nats, e.g. 1e20) use the
+  direct sums instead (see "Huge logits" in the code).
 * KL from log-probs (not renormalised): the generalised (Bregman) form
       sum_i p_i log(p_i/q_i) - p_i + q_i = sum_i p_i phi(log p_i - log q_i),
   equal to KL for normalised inputs, >= 0 always, 0 for identical inputs.
@@ -719,6 +721,32 @@ def _log_ratio(P, Q, dx):
     return U, D, delta, G
 
 
+# Huge logits.  The centred form above needs x / T, (xp - xq) / T and the
+# sums over D to be exact to well below a nat; at |x / T| ~ 1e20 their
+# absolute resolution is ~1e4 (and near 1e308 they overflow), so everything
+# is lost to rounding.  Such rows instead use log-softmax values computed
+# from (x - max x) / T, each row relative to its own maximum (no overflow,
+# full resolution near the maximum), and the direct sums
+# KL = sum p (lp - lq) and r = lq - lp.  The threshold |x / T| eps > 1e-3
+# nats also catches every row where the centred sums could overflow.
+_HUGE_LOGIT_NATS = 1e-3
+
+
+def _huge_rows(xp, xq, temperature):
+    """Rows (...,) whose rounding of x / T, about max|x / T| eps, exceeds 1e-3 nats."""
+    def absmax(x):
+        return np.max(np.where(np.isfinite(x), np.abs(x), 0.0), axis=-1)
+
+    scale = np.maximum(absmax(xp), absmax(xq)) / temperature  # inf on overflow
+    return scale * np.finfo(np.float64).eps > _HUGE_LOGIT_NATS
+
+
+def _dist_from_shifted_logits(x, temperature):
+    """_dist_from_logits of x / T, computed from (x - max x) / T (no overflow)."""
+    m = np.max(x, axis=-1, keepdims=True)
+    return _dist_from_logits((x - np.where(np.isfinite(m), m, 0.0)) / temperature)
+
+
 def _log_mix(r, beta):
     """log(beta + (1 - beta) exp(r)), i.e. log(m/p) for r = log(q/p)."""
     small = np.log1p((1.0 - beta) * np.expm1(np.where(np.abs(r) <= 1.0, r, 0.0)))
@@ -884,7 +912,17 @@ def _kl_logits(xp, xq, temperature):
     Q = _dist_from_logits(_to_logits(xq, "logits", temperature))
     dx = xp - xq if temperature == 1.0 else (xp - xq) / temperature
     _, _, delta, G = _log_ratio(P, Q, dx)
-    kl = (delta + G)[..., 0]
+    kl = _kl_special_values((delta + G)[..., 0], P, Q)
+    huge = _huge_rows(xp, xq, temperature)
+    if np.any(huge):  # direct sum p (lp - lq), see "Huge logits" above
+        P, Q = _dist_from_shifted_logits(xp, temperature), _dist_from_shifted_logits(xq, temperature)
+        terms = np.where(P.logp > -np.inf, P.p * (P.logp - Q.logp), 0.0)
+        kl = np.where(huge, _kl_special_values(np.sum(terms, axis=-1), P, Q), kl)
+    return kl
+
+
+def _kl_special_values(kl, P, Q):
+    """Clip a tiny negative KL to 0; +inf where p > 0 = q; NaN for bad rows."""
     kl = np.where(kl < 0, 0.0, kl)
     q_zero = (P.logp > -np.inf) & (Q.logp == -np.inf)
     kl = np.where(np.any(q_zero, axis=-1), np.inf, kl)
@@ -925,17 +963,32 @@ def js_div(p, q, axis=-1, *, beta=0.5, kind="logits", base=None, temperature=1.0
             terms = _js_terms(pr, qr, xq - xp, xp == -np.inf, xq == -np.inf, beta)
             res = _clip_sum(terms)
         else:
-            xp, xq = _to_logits(xp, kind, 1.0), _to_logits(xq, kind, 1.0)
-            P = _dist_from_logits(_to_logits(xp, "logits", temperature))
-            Q = _dist_from_logits(_to_logits(xq, "logits", temperature))
-            dx = xp - xq if temperature == 1.0 else (xp - xq) / temperature
-            U, D, _, G = _log_ratio(P, Q, dx)
-            r = np.where(U, -(D + G), 0.0)  # log q - log p on U
-            p_zero, q_zero = P.logp == -np.inf, Q.logp == -np.inf
-            res = _clip_sum(_js_terms(P.p, Q.p, r, p_zero, q_zero, beta))
-            res = np.where(P.bad | Q.bad, np.nan, res)
+            res = _js_logits(_to_logits(xp, kind, 1.0), _to_logits(xq, kind, 1.0),
+                             temperature, beta)
         res = res / log_base
     return _finish(res, dtype)
+
+
+def _js_logits(xp, xq, temperature, beta):
+    """JS for rows of logits (temperature not yet applied)."""
+    P = _dist_from_logits(_to_logits(xp, "logits", temperature))
+    Q = _dist_from_logits(_to_logits(xq, "logits", temperature))
+    dx = xp - xq if temperature == 1.0 else (xp - xq) / temperature
+    U, D, _, G = _log_ratio(P, Q, dx)
+    js = _js_from_log_ratio(P, Q, np.where(U, -(D + G), 0.0), beta)  # r = log q - log p on U
+    huge = _huge_rows(xp, xq, temperature)
+    if np.any(huge):  # direct r = lq - lp, see "Huge logits" above
+        P, Q = _dist_from_shifted_logits(xp, temperature), _dist_from_shifted_logits(xq, temperature)
+        U = (P.logp > -np.inf) & (Q.logp > -np.inf)
+        js = np.where(huge, _js_from_log_ratio(P, Q, np.where(U, Q.logp - P.logp, 0.0), beta), js)
+    return js
+
+
+def _js_from_log_ratio(P, Q, r, beta):
+    """JS row sums from the distributions and r = log q - log p (where both > 0)."""
+    p_zero, q_zero = P.logp == -np.inf, Q.logp == -np.inf
+    js = _clip_sum(_js_terms(P.p, Q.p, r, p_zero, q_zero, beta))
+    return np.where(P.bad | Q.bad, np.nan, js)
 
 
 for _f in (entropy, cross_entropy, kl_div, js_div):
