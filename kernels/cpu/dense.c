@@ -16,6 +16,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include "klkit/lse.h"
 #include "klkit/divergence.h"
 #include "klkit_cpu.h"
@@ -27,6 +28,33 @@
 enum { CHUNK = 2048, BLOCK = 256, TILE = 1 << 16 };
 /* below this many elements a call stays on the calling thread */
 #define PAR_MIN 32768
+/* softmax outputs of at least this many bytes are written non-temporally */
+#define STREAM_MIN ((int64_t)16 << 20)
+
+/* Non-temporal copy of n values from an L1 buffer to dst (softmax output
+ * far larger than the caches); plain stores where the ISA has no AVX. */
+#if defined(__AVX__)
+#include <immintrin.h>
+static void stream_store_f(float *dst, const float *src, int64_t n)
+{
+    int64_t i = 0;
+    for (; i < n && ((uintptr_t)(dst + i) & 31); i++) dst[i] = src[i];
+    for (; i + 8 <= n; i += 8) _mm256_stream_ps(dst + i, _mm256_loadu_ps(src + i));
+    for (; i < n; i++) dst[i] = src[i];
+}
+static void stream_store_d(double *dst, const double *src, int64_t n)
+{
+    int64_t i = 0;
+    for (; i < n && ((uintptr_t)(dst + i) & 31); i++) dst[i] = src[i];
+    for (; i + 4 <= n; i += 4) _mm256_stream_pd(dst + i, _mm256_loadu_pd(src + i));
+    for (; i < n; i++) dst[i] = src[i];
+}
+static void stream_fence(void) { _mm_sfence(); }
+#else
+static void stream_store_f(float *dst, const float *src, int64_t n) { memcpy(dst, src, n * sizeof *dst); }
+static void stream_store_d(double *dst, const double *src, int64_t n) { memcpy(dst, src, n * sizeof *dst); }
+static void stream_fence(void) {}
+#endif
 
 #define REAL float
 #define REAL_IS_FLOAT 1
@@ -113,6 +141,9 @@ void KK_FN(kk_softmax_rows)(int dtype, const void *x, int64_t n_rows, int64_t n,
                             int64_t row_stride, int log_, void *out,
                             int64_t out_row_stride)
 {
+    /* outputs beyond STREAM_MIN bytes do not stay in cache anyway */
+    int64_t out_bytes = n_rows * n * (dtype == KK_F64 ? 8 : 4);
+    int stream = out_bytes >= STREAM_MIN;
 #pragma omp parallel if (n_rows * n >= PAR_MIN)
     {
         _Alignas(64) float buf_f[CHUNK];
@@ -121,10 +152,11 @@ void KK_FN(kk_softmax_rows)(int dtype, const void *x, int64_t n_rows, int64_t n,
         for (int64_t r = 0; r < n_rows; r++) {
             const void *row = row_at(x, dtype, r, row_stride);
             if (dtype == KK_F64)
-                softmax_row_d(dtype, row, n, log_, (double *)out + r * out_row_stride, buf_d);
+                softmax_row_d(dtype, row, n, log_, stream, (double *)out + r * out_row_stride, buf_d);
             else
-                softmax_row_f(dtype, row, n, log_, (float *)out + r * out_row_stride, buf_f);
+                softmax_row_f(dtype, row, n, log_, stream, (float *)out + r * out_row_stride, buf_f);
         }
+        if (stream) stream_fence();   /* before the barrier: stores visible */
     }
 }
 
