@@ -76,6 +76,7 @@ static void stream_fence(void) {}
 #undef ROUGH_EXP
 #undef KK_FMA_R
 #undef U_SCALE
+#undef LANES
 
 #define REAL double
 #define REAL_IS_FLOAT 0
