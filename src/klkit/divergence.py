@@ -11,37 +11,22 @@ nearly one-hot) are in kernels/include/klkit/divergence.h.
 
 Adding an op: see the numbered list at the top of dense.py.
 """
-import math
 
 import numpy as np
 
 from . import _cpu
 from ._backend import as_input, float_input, normalize_axes, result_dtype, to_rows, finish
+from .reference import _check_base, _check_beta, _check_kind, _check_temperature
 
 __all__ = ["entropy", "cross_entropy", "kl_div", "js_div"]
 
-KINDS = ("logits", "logprobs", "probs")
-
 
 def _check_options(kind, base, temperature):
-    if not isinstance(kind, str) or kind not in KINDS:
-        raise ValueError(f"kind: expected one of {KINDS}, got {kind!r}")
-    if base is not None:
-        try:
-            base = float(base)
-        except (TypeError, ValueError):
-            raise TypeError(f"base: expected None or a positive number, got {base!r}") from None
-        if not (math.isfinite(base) and base > 0 and base != 1):
-            raise ValueError(f"base: expected a finite positive number other than 1, got {base!r}")
-    try:
-        temperature = float(temperature)
-    except (TypeError, ValueError):
-        raise TypeError(f"temperature: expected a positive number, got {temperature!r}") from None
-    if not (math.isfinite(temperature) and temperature > 0):
-        raise ValueError(f"temperature: expected a finite number > 0, got {temperature!r}")
-    if temperature != 1.0 and kind != "logits":
-        raise ValueError(f"temperature: only applies to kind='logits', got kind={kind!r}")
-    return base, temperature
+    """(log of base or None, temperature): the reference's checks, so both
+    raise the same errors."""
+    _check_kind(kind)
+    t = _check_temperature(temperature, kind)
+    return (None if base is None else _check_base(base)), t
 
 
 def _as_logs(a, kind):
@@ -55,7 +40,7 @@ def _as_logs(a, kind):
 
 
 def _reduce(op, arrays, axis, kind, base, temperature, beta=0.5):
-    base, temperature = _check_options(kind, base, temperature)
+    log_base, temperature = _check_options(kind, base, temperature)
     names = ("p", "q")
     inputs = [as_input(a, n) for a, n in zip(arrays, names)]
     wrap = inputs[0][1]
@@ -86,8 +71,8 @@ def _reduce(op, arrays, axis, kind, base, temperature, beta=0.5):
     if n_rows:
         _cpu.div_rows(op, k, rows[0], rows[1] if len(rows) > 1 else None,
                       1.0 / temperature, float(beta), out)
-    if base is not None:
-        out /= math.log(base)
+    if log_base is not None:
+        out /= log_base
     return finish(out, kept_shape, out_dtype, wrap)
 
 
@@ -148,10 +133,5 @@ def js_div(p, q, axis=-1, *, beta=0.5, kind="logits", base=None, temperature=1.0
     Bregman form (all terms >= 0), so nearly identical P and Q keep relative
     accuracy.  ``kind``, ``base``, ``temperature`` as :func:`entropy`.
     """
-    try:
-        beta = float(beta)
-    except (TypeError, ValueError):
-        raise TypeError(f"beta: expected a number in [0, 1], got {beta!r}") from None
-    if not 0.0 <= beta <= 1.0:
-        raise ValueError(f"beta: expected a number in [0, 1], got {beta!r}")
+    beta = _check_beta(beta)
     return _reduce("js_div", (p, q), axis, kind, base, temperature, beta)
