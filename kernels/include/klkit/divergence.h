@@ -34,6 +34,7 @@
 
 #include <math.h>
 #include "config.h"
+#include "expm.h"
 #include "lse.h"
 
 /* ---- entropy (one distribution) ---- */
@@ -93,42 +94,39 @@ static KLKIT_HD double kk_kl_value(double W, double A, double B)
     return kl > 0.0 ? kl : 0.0;   /* rounding can leave -tiny; KL >= 0 */
 }
 
-/* log(e^a + e^b) for finite a, b */
-static KLKIT_HD double kk_logaddexp(double a, double b)
-{
-    double hi = a > b ? a : b, lo = a > b ? b : a;
-    return hi + log1p(exp(lo - hi));
-}
-
-/* ---- JS: w phi(d) with m_minus_w = m_i - w_i, never overflowing ---- */
-static KLKIT_HD double kk_bregman_term(double w, double d, double m_minus_w)
-{
-    if (w == 0.0) return 0.0;
-    double ad = d < 0.0 ? -d : d;
-    return ad <= 0.5 ? w * kk_phi(d) : m_minus_w + w * d;
-}
-
-/* beta p phi(dp) + (1-beta) q phi(dq) for one element, 0 <= beta <= 1,
- * given p, q, r = log(q/p) (r = +-inf where p or q is 0) and the logs of
- * beta and 1 - beta.  dq = dp + r. */
+/* ---- JS, one element, branch-free (the row loops vectorise it) ----
+ * beta p phi(dp) + (1-beta) q phi(dq) given p, q, r = log(q/p) (+-inf where
+ * p or q is 0), beta in [0, 1] and the logs of beta and 1 - beta:
+ *   |r| <= 1: dp = -log1p((1-beta) expm1(r)), dq = -log1p(beta expm1(-r)),
+ *             no cancellation as r -> 0;
+ *   |r| > 1:  dp = -log(beta + (1-beta) e^r) by log-add-exp (no overflow),
+ *             dq = dp + r;
+ * w phi(d) is taken as (m - w) + w d where |d| > 1/2, so exp(-d) is never
+ * formed.  p = 0 leaves (1-beta) q (-log(1-beta)), q = 0 beta p (-log beta);
+ * beta = 0 or 1 gives 0, NaN stays NaN.  Lanes whose r is infinite compute
+ * garbage that the final selects discard. */
 static KLKIT_HD double kk_js_term(double p, double q, double r, double beta,
                                   double log_beta, double log_nb)
 {
     double nb = 1.0 - beta;
-    if (r != r || p != p || q != q) return NAN;
-    if (beta == 0.0 || beta == 1.0 || (p == 0.0 && q == 0.0)) return 0.0;
-    if (p == 0.0) return nb * q * -log_nb;            /* q phi(-log(1-beta)) */
-    if (q == 0.0) return beta * p * -log_beta;
-    double m = beta * p + nb * q, dp, dq;
-    if (fabs(r) <= 1.0) {   /* log1p/expm1: no cancellation as r -> 0 */
-        double e = expm1(r);
-        dp = -log1p(nb * e);
-        dq = -log1p(beta * (-e / (1.0 + e)));          /* expm1(-r) */
-    } else {                /* log-add-exp: no overflow of e^|r| */
-        dp = -kk_logaddexp(log_beta, log_nb + r);
-        dq = dp + r;
-    }
-    return beta * kk_bregman_term(p, dp, m - p) + nb * kk_bregman_term(q, dq, m - q);
+    double ar = r < 0.0 ? -r : r;
+    double e = kk_expm1_small(ar <= 1.0 ? r : 0.0);
+    double dps = -kk_log1p_mod(nb * e);
+    double dqs = -kk_log1p_mod(beta * (-e / (1.0 + e)));    /* expm1(-r) */
+    double x2 = log_nb + r;
+    double hi = log_beta > x2 ? log_beta : x2, lo = log_beta > x2 ? x2 : log_beta;
+    double dpl = -(hi + kk_log1p_mod(kk_exp(lo - hi)));
+    double dp = ar <= 1.0 ? dps : dpl;
+    double dq = ar <= 1.0 ? dqs : dpl + r;
+    double m = beta * p + nb * q;
+    double adp = dp < 0.0 ? -dp : dp, adq = dq < 0.0 ? -dq : dq;
+    double tp = adp <= 0.5 ? p * kk_phi_series(dp) : (m - p) + p * dp;
+    double tq = adq <= 0.5 ? q * kk_phi_series(dq) : (m - q) + q * dq;
+    double t = beta * tp + nb * tq;
+    t = p == 0.0 ? nb * q * -log_nb : t;
+    t = q == 0.0 ? (p == 0.0 ? 0.0 : beta * p * -log_beta) : t;
+    t = beta == 0.0 ? 0.0 : (beta == 1.0 ? 0.0 : t);
+    return r != r ? r : t;
 }
 
 #endif

@@ -109,6 +109,67 @@ static KLKIT_HD float kk_exp_roughf(float x)
     return kk_f32_from_bits((uint32_t)(ni + 127) << 23);
 }
 
+/* log(x) for normal, positive, finite x (the callers' arguments lie in
+ * (0.3, 3)), vectorisable: x = 2^k f with f in [sqrt(1/2), sqrt(2)), then
+ * log f = 2 atanh(s), s = (f - 1)/(f + 1), |s| <= 0.172, by its series to
+ * s^21 (truncation 3e-18).  k is read from the exponent bits without an
+ * int64 shift or conversion (AVX2 has neither). */
+static KLKIT_HD double kk_log_pos(double x)
+{
+    const uint64_t sqrt_half = 0x3fe6a09e667f3bcdull;
+    uint64_t t = kk_bits_f64(x) - sqrt_half;
+    double f = kk_f64_from_bits((t & 0x000fffffffffffffull) + sqrt_half);
+    double k = kk_f64_from_bits((t >> 52) | 0x4330000000000000ull) - 4503599627370496.0;
+    k = k >= 2048.0 ? k - 4096.0 : k;          /* the 12 top bits are signed */
+    double s = (f - 1.0) / (f + 1.0), s2 = s * s;
+    double p = 2.0 / 21.0;
+    p = KK_FMA(p, s2, 2.0 / 19.0);
+    p = KK_FMA(p, s2, 2.0 / 17.0);
+    p = KK_FMA(p, s2, 2.0 / 15.0);
+    p = KK_FMA(p, s2, 2.0 / 13.0);
+    p = KK_FMA(p, s2, 2.0 / 11.0);
+    p = KK_FMA(p, s2, 2.0 / 9.0);
+    p = KK_FMA(p, s2, 2.0 / 7.0);
+    p = KK_FMA(p, s2, 2.0 / 5.0);
+    p = KK_FMA(p, s2, 2.0 / 3.0);
+    double logf = KK_FMA(s * s2, p, 2.0 * s);
+    return KK_FMA(k, 0.6931471803691238, KK_FMA(k, 1.9082149292705877e-10, logf));
+}
+
+/* log(1 + z) for z in (-0.7, 2): log of the rounded u = 1 + z plus the
+ * first-order correction for that rounding, (z - (u - 1)) / u (Goldberg,
+ * "What every computer scientist should know about floating-point", 1991) */
+static KLKIT_HD double kk_log1p_mod(double z)
+{
+    double u = 1.0 + z;
+    return kk_log_pos(u) + (z - (u - 1.0)) / u;
+}
+
+/* exp(r) - 1 for |r| <= 1 by its Taylor series r + r^2 sum r^k/(k+2)!,
+ * k <= 17 (truncation 1e-18): no cancellation as r -> 0. */
+static KLKIT_HD double kk_expm1_small(double r)
+{
+    double p = 8.22063524662433e-18;
+    p = KK_FMA(p, r, 1.5619206968586225e-16);
+    p = KK_FMA(p, r, 2.8114572543455206e-15);
+    p = KK_FMA(p, r, 4.779477332387385e-14);
+    p = KK_FMA(p, r, 7.647163731819816e-13);
+    p = KK_FMA(p, r, 1.1470745597729725e-11);
+    p = KK_FMA(p, r, 1.6059043836821613e-10);
+    p = KK_FMA(p, r, 2.08767569878681e-09);
+    p = KK_FMA(p, r, 2.505210838544172e-08);
+    p = KK_FMA(p, r, 2.755731922398589e-07);
+    p = KK_FMA(p, r, 2.7557319223985893e-06);
+    p = KK_FMA(p, r, 2.48015873015873e-05);
+    p = KK_FMA(p, r, 0.0001984126984126984);
+    p = KK_FMA(p, r, 0.001388888888888889);
+    p = KK_FMA(p, r, 0.008333333333333333);
+    p = KK_FMA(p, r, 0.041666666666666664);
+    p = KK_FMA(p, r, 0.16666666666666666);
+    p = KK_FMA(p, r, 0.5);
+    return KK_FMA(r * r, p, r);
+}
+
 /* phi(d) = exp(-d) - 1 + d >= 0, the per-term Bregman divergence of exp
  * (it is the k3 estimator of Schulman, "Approximating KL divergence", 2020).
  * Directly it cancels for small |d| (the result is ~d^2/2, the terms ~d), so
