@@ -499,3 +499,22 @@ def test_divergence_vs_reference_hypothesis(data, kind, name):
     q = data.draw(hnp.arrays(np.float64, (2, n), elements=elems))
     assert_close(call(kk, name, p, q, kind=kind), call_ref(name, p, q, kind=kind), np.float64,
                  scale=100.0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", DIV_FUNCS)
+def test_masked_vocabulary_spans(name, dtype):
+    # top-k / top-p masking: long runs of -inf (whole kernel chunks of P),
+    # Q finite there; and a NaN of Q inside P's masked span still poisons
+    rng = np.random.default_rng(21)
+    p = rng.normal(0, 2, (3, 20000))
+    p[:, :4096] = -np.inf
+    p[1, 9000:17000] = -np.inf
+    q = rng.normal(0, 2, (3, 20000))
+    p, q = p.astype(dtype), q.astype(dtype)
+    got = call(kk, name, p, q)
+    assert_close(got, call_ref(name, to64(p), to64(q)), dtype, scale=20000 * input_scale(p, q))
+    if name != "entropy":
+        q[0, 100] = np.nan
+        got = call(kk, name, p, q)
+        assert np.isnan(got[0]) and not np.isnan(got[1:]).any()
