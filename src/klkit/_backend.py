@@ -17,10 +17,6 @@ except ImportError:  # pragma: no cover
 KERNEL_DTYPES = ("float16", "bfloat16", "float32", "float64")
 
 
-def is_bfloat16(dtype):
-    return np.dtype(dtype).name == "bfloat16"
-
-
 def _torch_to_numpy(t, name):
     if t.device.type != "cpu":
         raise TypeError(f"{name}: tensors on {t.device.type} need klkit's CUDA kernels, "

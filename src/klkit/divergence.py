@@ -56,10 +56,9 @@ def _reduce(op, arrays, axis, kind, base, temperature, beta=0.5):
     out_dtype = result_dtype(dtype)
     if len(shape) == 0:
         raise ValueError("p: expected at least one dimension (the distribution axis)")
-    if axis is None:        # over all elements, as scipy.stats.entropy(axis=None)
-        arrs = [np.broadcast_to(a, shape).ravel() for a in arrs]
-        shape = (int(np.prod(shape)),)
-    (ax,) = normalize_axes(-1 if axis is None else axis, len(shape))
+    if axis is None or isinstance(axis, (tuple, list)):
+        raise TypeError(f"axis: expected an int (the distribution axis), got {axis!r}")
+    (ax,) = normalize_axes(axis, len(shape))
     rows = []
     for a in arrs:
         a = np.broadcast_to(a.astype(dtype, copy=False), shape)
