@@ -174,10 +174,10 @@ static KLKIT_HD double kk_expm1_small(double r)
  * (it is the k3 estimator of Schulman, "Approximating KL divergence", 2020).
  * Directly it cancels for small |d| (the result is ~d^2/2, the terms ~d), so
  * for |d| <= 1/2 it is the series d^2 (1/2 - d/6 + d^2/24 - ...), truncated
- * where the next term is below half an ulp; above, the direct form loses at
- * most ~3 bits (phi(1/2) = 0.107 against terms of size 1).  Both are computed
- * and one selected, so the loop stays branch-free.  The caller guarantees d is
- * not -inf (phi(-inf) = +inf is handled there, see divergence.h). */
+ * where the next term is below half an ulp.  Above 1/2 the callers form the
+ * weighted term w phi(d) directly as w e^-d - w + w d (losing at most ~3
+ * bits: phi(1/2) = 0.107 against terms of size 1), with w e^-d computed as
+ * one exp so that it cannot overflow (divergence.h, dense_rows.inc). */
 static KLKIT_HD float kk_phif_series(float d)   /* |d| <= 1/2 */
 {
     float p = 1.0f / 40320.0f;                  /* (-1)^k / (k+2)!, k = 6..0; */
@@ -189,13 +189,6 @@ static KLKIT_HD float kk_phif_series(float d)   /* |d| <= 1/2 */
     p = KK_FMAF(p, d, -1.0f / 6.0f);
     p = KK_FMAF(p, d, 0.5f);
     return d * d * p;
-}
-
-static KLKIT_HD float kk_phif(float d)
-{
-    float direct = (kk_expf(-d) - 1.0f) + d;
-    float ad = d < 0.0f ? -d : d;
-    return ad <= 0.5f ? kk_phif_series(d) : direct;
 }
 
 static KLKIT_HD double kk_phi_series(double d)   /* |d| <= 1/2 */
@@ -218,13 +211,6 @@ static KLKIT_HD double kk_phi_series(double d)   /* |d| <= 1/2 */
     p = KK_FMA(p, d, -1.0 / 6.0);
     p = KK_FMA(p, d, 0.5);
     return d * d * p;
-}
-
-static KLKIT_HD double kk_phi(double d)
-{
-    double direct = (kk_exp(-d) - 1.0) + d;
-    double ad = d < 0.0 ? -d : d;
-    return ad <= 0.5 ? kk_phi_series(d) : direct;
 }
 
 /* 16-bit floats to float32, vectorisable.  bfloat16 is the top half of a
