@@ -4,8 +4,8 @@
  * This file is compiled once per instruction set (KK_ISA = base, avx2,
  * avx512; see CMakeLists.txt) and every exported name carries that suffix;
  * dispatch.c picks one set at run time.  The per-row math is in
- * dense_rows.inc (instantiated for float and double below) on top of the
- * scalar headers in kernels/include/klkit.
+ * dense_rows.inc and row_chunks.inc (instantiated for float and double by
+ * precisions.inc) on top of the scalar headers in kernels/include/klkit.
  *
  * Work split: rows are distributed over OpenMP threads, each row done by one
  * thread start to end.  A logsumexp row longer than TILE is instead cut into
@@ -56,40 +56,8 @@ static void stream_store_d(double *dst, const double *src, int64_t n) { memcpy(d
 static void stream_fence(void) {}
 #endif
 
-#define REAL float
-#define REAL_IS_FLOAT 1
-#define REAL_DTYPE KK_F32
-#define REAL_EPS 1.1920929e-07
-#define R(name) name##_f
-#define EXP kk_expf
-#define PHI_SERIES kk_phif_series
-#define ROUGH_EXP kk_exp_roughf
-#define KK_FMA_R KK_FMAF
-#include "dense_rows.inc"
-#undef REAL
-#undef REAL_IS_FLOAT
-#undef REAL_DTYPE
-#undef REAL_EPS
-#undef R
-#undef EXP
-#undef PHI_SERIES
-#undef ROUGH_EXP
-#undef KK_FMA_R
-#undef U_SCALE
-#undef LANES
-
-#define REAL double
-#define REAL_IS_FLOAT 0
-#define REAL_DTYPE KK_F64
-#define REAL_EPS 2.220446049250313e-16
-#define R(name) name##_d
-#define EXP kk_exp
-#define PHI_SERIES kk_phi_series
-/* float64 wants KL to ~1e-15 relative, which needs the shift c closer to
- * E_p[Dx] than rough weights give: full exp there */
-#define ROUGH_EXP kk_exp
-#define KK_FMA_R KK_FMA
-#include "dense_rows.inc"
+#define ROWS_INC "dense_rows.inc"
+#include "precisions.inc"
 
 static int64_t itemsize(int dtype)
 {
