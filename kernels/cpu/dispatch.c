@@ -1,5 +1,5 @@
-/* dispatch.c: chooses at run time which compiled code path (dense.c built
- * per instruction set) serves the public entry points of klkit_cpu.h, and
+/* dispatch.c: chooses at run time which compiled code path (dense.c and
+ * tokens.c, built per instruction set) serves the public entry points of klkit_cpu.h, and
  * wraps the OpenMP thread controls.
  *
  * x86-64: AVX-512 (F+BW+DQ+VL) if the CPU and OS support it, else AVX2+FMA,
@@ -19,7 +19,10 @@
     void kk_softmax_rows_##isa(int, const void *, int64_t, int64_t, int64_t, int, \
                                void *, int64_t);                               \
     void kk_div_rows_##isa(int, int, int, const void *, int64_t, const void *, \
-                           int64_t, int64_t, int64_t, double, double, double *);
+                           int64_t, int64_t, int64_t, double, double, double *); \
+    void kk_token_rows_##isa(int, const void *, int64_t, int64_t, int64_t,      \
+                             const int64_t *, int64_t, double, const void *,   \
+                             double *, double *, double *, double *);
 
 typedef struct {
     const char *name;
@@ -27,10 +30,14 @@ typedef struct {
     void (*softmax_rows)(int, const void *, int64_t, int64_t, int64_t, int, void *, int64_t);
     void (*div_rows)(int, int, int, const void *, int64_t, const void *, int64_t,
                      int64_t, int64_t, double, double, double *);
+    void (*token_rows)(int, const void *, int64_t, int64_t, int64_t, const int64_t *,
+                       int64_t, double, const void *, double *, double *, double *,
+                       double *);
     int (*supported)(void);
 } kk_impl;
 
-#define IMPL(isa, test) { #isa, kk_lse_rows_##isa, kk_softmax_rows_##isa, kk_div_rows_##isa, test }
+#define IMPL(isa, test) \
+    { #isa, kk_lse_rows_##isa, kk_softmax_rows_##isa, kk_div_rows_##isa, kk_token_rows_##isa, test }
 
 static int always(void) { return 1; }
 
@@ -107,6 +114,15 @@ void kk_div_rows(int op, int kind, int dtype, const void *p, int64_t p_stride,
                  double inv_temp, double beta, double *out)
 {
     impl()->div_rows(op, kind, dtype, p, p_stride, q, q_stride, n_rows, n, inv_temp, beta, out);
+}
+
+void kk_token_rows(int dtype, const void *x, int64_t n_rows, int64_t n,
+                   int64_t row_stride, const int64_t *targets, int64_t ignore_index,
+                   double inv_temp, const void *weight, double *lp, double *ent,
+                   double *lse, double *smooth)
+{
+    impl()->token_rows(dtype, x, n_rows, n, row_stride, targets, ignore_index, inv_temp,
+                       weight, lp, ent, lse, smooth);
 }
 
 void kk_set_num_threads(int n)

@@ -32,6 +32,18 @@ void kk_div_rows(int op, int kind, int dtype, const void *p, int64_t p_stride,
                  const void *q, int64_t q_stride, int64_t n_rows, int64_t n,
                  double inv_temp, double beta, double *out);
 
+/* Per-row token log-probs (tokens.c): for each row r with target t = targets[r],
+ * lp[r] = log softmax(x[r] * inv_temp)[t]; where set, ent[r] its entropy,
+ * lse[r] the lse of x[r] * inv_temp and smooth[r] = sum_c w_c log p_c (the
+ * label-smoothing sum; weight NULL = all ones, else n values of float, or
+ * double for float64 x).  Rows with t == ignore_index give 0 in every output
+ * and are not read; any other t outside [0, n) gives NaN (callers validate
+ * first). */
+void kk_token_rows(int dtype, const void *x, int64_t n_rows, int64_t n,
+                   int64_t row_stride, const int64_t *targets, int64_t ignore_index,
+                   double inv_temp, const void *weight, double *lp, double *ent,
+                   double *lse, double *smooth);
+
 /* OpenMP control (no-ops returning 1 without OpenMP) and build facts. */
 void kk_set_num_threads(int n);
 int kk_get_num_threads(void);

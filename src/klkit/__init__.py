@@ -1,7 +1,8 @@
 """klkit: fast, exact log-space probability math.
 
 Public functions (SPEC.md): logsumexp, softmax, log_softmax (dense.py);
-entropy, cross_entropy, kl_div, js_div (divergence.py); the pure-NumPy twin
+entropy, cross_entropy, kl_div, js_div (divergence.py); token_logprobs,
+softmax_cross_entropy (tokens.py); the pure-NumPy twin
 of each in ``klkit.reference``; thread controls and ``show_config``.
 """
 from importlib.metadata import PackageNotFoundError, version as _version
@@ -9,6 +10,7 @@ from importlib.metadata import PackageNotFoundError, version as _version
 from . import _cpu, reference
 from .dense import log_softmax, logsumexp, softmax
 from .divergence import cross_entropy, entropy, js_div, kl_div
+from .tokens import TokenLogprobs, softmax_cross_entropy, token_logprobs
 
 try:
     __version__ = _version("klkit")
@@ -18,6 +20,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 __all__ = [
     "logsumexp", "softmax", "log_softmax",
     "entropy", "cross_entropy", "kl_div", "js_div",
+    "token_logprobs", "softmax_cross_entropy", "TokenLogprobs",
     "set_num_threads", "get_num_threads", "show_config", "reference", "__version__",
 ]
 

@@ -22,6 +22,10 @@ cdef extern from "klkit_cpu.h":
     void kk_div_rows(int op, int kind, int dtype, const void *p, int64_t p_stride,
                      const void *q, int64_t q_stride, int64_t n_rows, int64_t n,
                      double inv_temp, double beta, double *out) nogil
+    void kk_token_rows(int dtype, const void *x, int64_t n_rows, int64_t n,
+                       int64_t row_stride, const int64_t *targets, int64_t ignore_index,
+                       double inv_temp, const void *weight, double *lp, double *ent,
+                       double *lse, double *smooth) nogil
     void kk_set_num_threads(int n) nogil
     int kk_get_num_threads() nogil
     int kk_have_openmp()
@@ -120,6 +124,46 @@ def div_rows(str op, str kind, cnp.ndarray p, q, double inv_temp, double beta, c
     cdef const void *pp = cnp.PyArray_DATA(p)
     with nogil:
         kk_div_rows(iop, ikind, code, pp, ps, pq, qs, n_rows, n, inv_temp, beta, o)
+
+
+cdef double *_opt_vector(out, int64_t n_rows) except? NULL:
+    if out is None:
+        return NULL
+    return _out_vector(out, n_rows)
+
+
+def token_rows(cnp.ndarray x, cnp.ndarray targets, long long ignore_index, double inv_temp,
+               weight, cnp.ndarray lp, ent, lse, smooth):
+    """lp[r] = log softmax(x[r] * inv_temp)[targets[r]] (0 where targets[r] ==
+    ignore_index); ent / lse / smooth (float64 vectors or None) as in
+    kk_token_rows.  Every target must be ignore_index or in [0, n)."""
+    cdef int code = _code(x, "logits")
+    cdef int64_t rs = _row_stride(x, "logits"), n_rows = x.shape[0], n = x.shape[1]
+    if targets.dtype.name != "int64" or targets.ndim != 1 or targets.shape[0] != n_rows \
+            or not targets.flags.c_contiguous:
+        raise ValueError("targets: expected a contiguous int64 vector, one per row")
+    cdef const int64_t *pt = <const int64_t *>cnp.PyArray_DATA(targets)
+    cdef int64_t i, t
+    for i in range(n_rows):            # the kernel must never see an index it would misread
+        t = pt[i]
+        if t != ignore_index and (t < 0 or t >= n):
+            raise ValueError(f"targets: index {t} at row {i} is outside [0, {n})")
+    cdef const void *pw = NULL
+    cdef cnp.ndarray wa
+    if weight is not None:
+        wa = weight
+        want = "float64" if code == KK_F64 else "float32"
+        if wa.dtype.name != want or wa.ndim != 1 or wa.shape[0] != n or not wa.flags.c_contiguous:
+            raise ValueError(f"weight: expected a contiguous {want} vector of {n} values")
+        pw = cnp.PyArray_DATA(wa)
+    cdef double *o_lp = _out_vector(lp, n_rows)
+    cdef double *o_ent = _opt_vector(ent, n_rows)
+    cdef double *o_lse = _opt_vector(lse, n_rows)
+    cdef double *o_sm = _opt_vector(smooth, n_rows)
+    cdef const void *px = cnp.PyArray_DATA(x)
+    cdef int64_t ig = ignore_index
+    with nogil:
+        kk_token_rows(code, px, n_rows, n, rs, pt, ig, inv_temp, pw, o_lp, o_ent, o_lse, o_sm)
 
 
 def set_num_threads(int n):

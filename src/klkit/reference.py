@@ -1,4 +1,4 @@
-"""Pure-NumPy reference ("twin") of klkit's dense log-space functions.
+"""Pure-NumPy reference ("twin") of klkit's public functions.
 
 Every function here has the name and signature of the public klkit function
 it mirrors.  The module is the test oracle and the runtime fallback for what
@@ -103,6 +103,8 @@ __all__ = [
     "cross_entropy",
     "kl_div",
     "js_div",
+    "token_logprobs",
+    "softmax_cross_entropy",
 ]
 
 _KINDS = ("logits", "logprobs", "probs")
@@ -995,3 +997,136 @@ for _f in (entropy, cross_entropy, kl_div, js_div):
     if _f.__doc__:  # None under python -OO
         _f.__doc__ += _DIV_DOC
 del _f
+
+
+# --------------------------------------------------------------------------
+# Token log-probs and cross-entropy with class-index targets (SPEC section 3)
+# --------------------------------------------------------------------------
+#
+#   log p_t = (x_t - m) / T - log1p(s)       (the log_softmax above, gathered)
+#   H       = entropy of softmax(x / T)      (entropy(kind="logits") above)
+#
+# softmax_cross_entropy follows torch.nn.functional.cross_entropy with class
+# indices (aten/src/ATen/native/LossNLL.cpp): with eps = label_smoothing,
+# w the class weights (ones by default) and C the number of classes,
+#     nll_i    = -w[t_i] log p_i[t_i]
+#     smooth_i = -sum_c w_c log p_i[c]
+#     loss_i   = (1 - eps) nll_i + eps / C smooth_i       (0 where t_i ignored)
+# "mean" divides both sums by sum_i w[t_i] over the kept positions (the
+# count when w is None), so an all-ignored batch gives 0/0 = nan as torch.
+
+class TokenLogprobs(NamedTuple):
+    """token_logprobs(..., return_entropy=..., return_lse=...): the fields
+    not asked for are None."""
+    logprobs: object
+    entropy: object
+    lse: object
+
+
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+def _check_targets(targets, lead_shape, n_classes, ignore_index):
+    """targets as a flat int64 array, after the checks of SPEC section 3:
+    an integer array of the leading shape of the logits whose entries are
+    ignore_index or in [0, n_classes)."""
+    try:
+        ignore_index = operator.index(ignore_index)
+    except TypeError:
+        raise TypeError(f"ignore_index: expected an int, got {ignore_index!r}") from None
+    t = np.asarray(targets)
+    if t.dtype.kind not in "iu":
+        raise TypeError(f"targets: expected an integer array of class indices, got dtype {t.dtype}")
+    if t.shape != tuple(lead_shape):
+        raise ValueError(f"targets: shape {t.shape} does not match the logits' leading "
+                         f"shape {tuple(lead_shape)}")
+    bad = (t != ignore_index) & ((t < 0) | (t >= n_classes))
+    if bad.any():
+        pos = np.unravel_index(int(np.flatnonzero(bad)[0]), t.shape) if t.ndim else ()
+        raise ValueError(f"targets: class index {t[pos]} at position {tuple(int(i) for i in pos)} "
+                         f"is outside [0, {n_classes}) and is not ignore_index ({ignore_index})")
+    return np.ascontiguousarray(t, dtype=np.int64).reshape(-1), ignore_index
+
+
+def _check_logits(logits):
+    x = _as_numeric(logits, "logits", allow_complex=False)
+    if x.ndim == 0:
+        raise ValueError("logits: expected at least one dimension (the class axis, last)")
+    return x
+
+
+def token_logprobs(logits, targets, *, temperature=1.0, ignore_index=-100,
+                   return_entropy=False, return_lse=False):
+    x = _check_logits(logits)
+    dtype = _result_dtype((logits, x))
+    t = _check_temperature(temperature, "logits")
+    tgt, ignore_index = _check_targets(targets, x.shape[:-1], x.shape[-1], ignore_index)
+    rows = x.astype(np.float64).reshape(-1, x.shape[-1]) / t
+    keep = tgt != ignore_index
+    lp = np.zeros(rows.shape[0])
+    ent = np.zeros(rows.shape[0])
+    lse = np.zeros(rows.shape[0])
+    if keep.any():
+        kept = rows[keep]
+        lp[keep] = np.take_along_axis(log_softmax(kept, axis=-1), tgt[keep][:, None], -1)[:, 0]
+        ent[keep] = entropy(kept, axis=-1)
+        lse[keep] = logsumexp(kept, axis=-1)
+    shape = x.shape[:-1]
+    lp = _finish(lp.reshape(shape), dtype)
+    if not (return_entropy or return_lse):
+        return lp
+    return TokenLogprobs(lp, _finish(ent.reshape(shape), dtype) if return_entropy else None,
+                         _finish(lse.reshape(shape), dtype) if return_lse else None)
+
+
+def _check_ce_options(weight, n_classes, label_smoothing, reduction):
+    if not isinstance(reduction, str) or reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    try:
+        eps = float(label_smoothing)
+    except (TypeError, ValueError):
+        raise ValueError(f"label_smoothing must be a number in [0, 1], got {label_smoothing!r}") from None
+    if not 0.0 <= eps <= 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
+    if weight is not None:
+        weight = _as_numeric(weight, "weight", allow_complex=False).astype(np.float64)
+        if weight.shape != (n_classes,):
+            raise ValueError(f"weight: expected one value per class, shape ({n_classes},), "
+                             f"got {weight.shape}")
+    return weight, eps
+
+
+def _ce_combine(lp, smooth, tgt, keep, weight, eps, n_classes, reduction, shape, dtype):
+    """torch's loss from per-row log p_t and sum_c w_c log p_c (float64)."""
+    w_t = np.where(keep, 1.0 if weight is None else weight[np.where(keep, tgt, 0)], 0.0)
+    nll = np.where(keep, -w_t * lp, 0.0)
+    loss = nll if eps == 0.0 else (1.0 - eps) * nll + (eps / n_classes) * np.where(keep, -smooth, 0.0)
+    if reduction == "none":
+        return _finish(loss.reshape(shape), dtype)
+    total = math.fsum(loss)
+    if reduction == "mean":
+        with np.errstate(invalid="ignore", divide="ignore"):
+            total = np.float64(total) / np.float64(math.fsum(w_t))
+    return _finish(np.float64(total), dtype)
+
+
+def softmax_cross_entropy(logits, targets, *, weight=None, ignore_index=-100,
+                          label_smoothing=0.0, reduction="mean"):
+    x = _check_logits(logits)
+    dtype = _result_dtype((logits, x))
+    n_classes = x.shape[-1]
+    weight, eps = _check_ce_options(weight, n_classes, label_smoothing, reduction)
+    tgt, ignore_index = _check_targets(targets, x.shape[:-1], n_classes, ignore_index)
+    rows = x.astype(np.float64).reshape(-1, n_classes)
+    keep = tgt != ignore_index
+    lp = np.zeros(rows.shape[0])
+    smooth = np.zeros(rows.shape[0])
+    if keep.any():
+        logp = log_softmax(rows[keep], axis=-1)
+        lp[keep] = np.take_along_axis(logp, tgt[keep][:, None], -1)[:, 0]
+        if eps:
+            # a class of weight 0 contributes nothing, even where log p = -inf
+            terms = logp if weight is None else np.where(weight == 0, 0.0, weight * logp)
+            smooth[keep] = terms.sum(axis=-1)
+    return _ce_combine(lp, smooth, tgt, keep, weight, eps, n_classes, reduction,
+                       x.shape[:-1], dtype)

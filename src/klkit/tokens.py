@@ -1,0 +1,136 @@
+"""Per-token log-probs and cross-entropy from logits at vocabulary scale:
+token_logprobs, softmax_cross_entropy (SPEC section 3).
+
+For logits [..., V] (classes on the last axis) and integer targets [...],
+the C kernel (kernels/cpu/tokens.c) makes one streaming pass over each row,
+in float32 (float64 for float64 logits) with float64 block sums, and never
+forms a second [..., V] array: the lse state (or the entropy state) of the
+row and, for label smoothing, the weighted sum of the logits are
+accumulated chunk by chunk and the target logit is read on its own.
+bfloat16 and float16 rows are read as they are (converted chunk by chunk in
+L1).  Rows are spread over the OpenMP threads, one row per thread, so the
+bits of a row do not depend on the thread count or on the other rows.
+
+Adding an op: see the numbered list at the top of dense.py (row kernels of
+this family live in kernels/cpu/tokens_rows.inc).
+"""
+import numpy as np
+
+from . import _cpu
+from ._backend import as_input, float_input, result_dtype, to_rows
+from .reference import (TokenLogprobs, _ce_combine, _check_ce_options, _check_targets,
+                        _check_temperature)
+
+__all__ = ["token_logprobs", "softmax_cross_entropy", "TokenLogprobs"]
+
+
+def _prepare(logits, targets, ignore_index):
+    """(rows [N, V] with unit-stride rows, flat int64 targets, ignore_index,
+    leading shape, output dtype, wrap) after every check, before any kernel."""
+    x, wrap = as_input(logits, "logits")
+    x = float_input(x, "logits")
+    if x.ndim == 0:
+        raise ValueError("logits: expected at least one dimension (the class axis, last)")
+    t, _ = as_input(targets, "targets")
+    tgt, ignore_index = _check_targets(t, x.shape[:-1], x.shape[-1], ignore_index)
+    rows, lead, _ = to_rows(x, (x.ndim - 1,))
+    return rows, tgt, ignore_index, lead, result_dtype(x.dtype), wrap
+
+
+def _shaped(values, lead, dtype, wrap):
+    r = values.reshape(lead).astype(dtype, copy=False)
+    return wrap(r[()] if r.ndim == 0 else r)
+
+
+def token_logprobs(logits, targets, *, temperature=1.0, ignore_index=-100,
+                   return_entropy=False, return_lse=False):
+    """log softmax(logits / temperature)[..., target] for every position.
+
+    ``logits``: [..., V], classes on the last axis; float16, bfloat16
+    (ml_dtypes or torch), float32, float64 (integers promoted to float64).
+    ``targets``: integer array of the leading shape [...].  A position whose
+    target equals ``ignore_index`` gives 0.0 in every output and its row is
+    not read; any other target outside [0, V) raises ValueError naming the
+    first such position.  ``temperature``: finite, > 0, applied inside the
+    kernel (the input is never modified).
+
+    Returns float32 values of shape [...] (float64 for float64 logits); with
+    ``return_entropy`` / ``return_lse`` a :class:`TokenLogprobs` named tuple
+    ``(logprobs, entropy, lse)`` whose unrequested fields are None: entropy
+    is that of softmax(logits / temperature) in nats, summed as
+    sum_i p_i (m - x_i) / T + log Z with every term >= 0 (no cancellation for
+    a near one-hot row), and lse = log sum exp(logits / temperature).
+    torch CPU tensors in give torch tensors out.
+
+    One streaming pass per row, no [..., V] temporaries: beyond the outputs
+    the call allocates O(N) (a copy of the targets as int64, the float64
+    results before the cast).
+
+    Accuracy, against the exact value for the same (rounded) logits:
+    |error| <= 5e-7 (1 + |value|) for float32, bfloat16 and float16 logits
+    (measured <= 9e-8: the rounding of the float32 result) and
+    <= 1e-14 (1 + |value|) for float64 (measured 6e-16), for log-probs,
+    entropy and lse alike (tests/test_tokens.py, V up to 131072).  A target
+    at the row maximum gives -log1p(s), never a rounded 0.
+
+    Special values: a row containing NaN gives NaN (its neighbours are
+    untouched); a row containing +inf gives NaN where the target is +inf and
+    -inf elsewhere (scipy's log_softmax rules), entropy NaN; an all -inf row
+    gives NaN; a -inf target logit in a finite row gives -inf.
+    """
+    t = _check_temperature(temperature, "logits")
+    rows, tgt, ignore_index, lead, dtype, wrap = _prepare(logits, targets, ignore_index)
+    n = rows.shape[0]
+    lp = np.empty(n)
+    ent = np.empty(n) if return_entropy else None
+    lse = np.empty(n) if return_lse else None
+    if n:
+        _cpu.token_rows(rows, tgt, ignore_index, 1.0 / t, None, lp, ent, lse, None)
+    lp = _shaped(lp, lead, dtype, wrap)
+    if not (return_entropy or return_lse):
+        return lp
+    return TokenLogprobs(lp, _shaped(ent, lead, dtype, wrap) if return_entropy else None,
+                         _shaped(lse, lead, dtype, wrap) if return_lse else None)
+
+
+def softmax_cross_entropy(logits, targets, *, weight=None, ignore_index=-100,
+                          label_smoothing=0.0, reduction="mean"):
+    """Cross-entropy loss of logits [..., V] against class indices [...],
+    with the semantics of torch.nn.functional.cross_entropy (classes on the
+    LAST axis here, torch's [N, C] rows after a reshape).
+
+    ``weight``: None or V class weights; ``ignore_index``: positions whose
+    target equals it contribute nothing; ``label_smoothing`` eps in [0, 1]:
+    loss_i = (1 - eps) (-w[t_i] log p_i[t_i]) + eps / V (-sum_c w_c log p_i[c]);
+    ``reduction``: "none" (one loss per position, 0 where ignored), "sum",
+    or "mean" = sum / sum of w[t_i] over the kept positions (their count
+    without weights); every position ignored gives nan for "mean", as torch.
+    Targets outside [0, V) other than ignore_index raise ValueError.
+
+    Computed from the same one-pass row kernel as :func:`token_logprobs`
+    (the smoothing sum in the same pass), then combined in float64; the
+    result is float32 (float64 for float64 logits), a scalar for "mean" and
+    "sum", with the accuracy of :func:`token_logprobs` per position.  Deviation from torch, on purpose: a class of weight 0 adds
+    nothing to the smoothing term even where its logit is -inf (torch gives
+    0 * -inf = nan there).  A -inf logit of positive weight makes the
+    smoothed loss +inf, as in torch.
+    """
+    rows, tgt, ignore_index, lead, dtype, wrap = _prepare(logits, targets, ignore_index)
+    n_classes = rows.shape[1]
+    w_in = None
+    if weight is not None:
+        w_in, _ = as_input(weight, "weight")
+    w64, eps = _check_ce_options(w_in, n_classes, label_smoothing, reduction)
+    n = rows.shape[0]
+    lp = np.empty(n)
+    smooth = np.empty(n) if eps else None
+    if n:
+        wk = None
+        if eps and w64 is not None:
+            wk = np.ascontiguousarray(w64, dtype=np.float64 if rows.dtype == np.float64
+                                      else np.float32)
+        _cpu.token_rows(rows, tgt, ignore_index, 1.0, wk, lp, None, None, smooth)
+    keep = tgt != ignore_index
+    res = _ce_combine(lp, smooth if eps else None, tgt, keep, w64, eps, n_classes,
+                      reduction, lead, dtype)
+    return wrap(res)
