@@ -15,7 +15,9 @@
  *   exp(r) by a polynomial (float: degree 6, error 3e-9; double: degree
  *       11, error 8e-18; both fitted, far below half an ulp),
  *   2^n applied as two factors 2^(n/2) 2^(n - n/2) so results that are
- *       subnormal are rounded once, correctly, instead of flushed to zero.
+ *       subnormal are rounded once, correctly, instead of flushed to zero
+ *       (kk_expf_neg / kk_exp_neg, for the x <= 0 of max-shifted sums:
+ *       as 2^(n+k) 2^-k with one fixed k, cheaper, same rounding).
  * x is first clamped to [lo, hi] with comparisons that let NaN through
  * (NaN then propagates through the polynomial): below lo the result
  * underflows to +0, above hi it overflows to +inf, so -inf -> 0, +inf -> inf.
@@ -27,73 +29,119 @@
 
 #include "config.h"
 
-static KLKIT_HD float kk_expf(float x)
+/* exp(r) * scale (scale a power of two) for x clamped to the finite range:
+ * the polynomial part of kk_expf, with n = round(x / ln 2) in *ni.  The
+ * scale is folded into the coefficients (exactly: a power of two). */
+static KLKIT_HD float kk_expf_reduced(float x, float scale, int32_t *ni)
 {
     const float shifter = 12582912.0f;          /* 1.5 * 2^23 */
     const float log2e = 1.44269504088896341f;
     const float ln2_hi = 0.693145751953125f;    /* 0x3f317200: 9 trailing zero bits */
     const float ln2_lo = 1.42860682030941723e-6f;
-    /* both selects read the original x (one compare + blend each once
-     * vectorised; chained they cost twice that): exp(-104) < 2^-150 rounds
-     * to 0, exp(89) > FLT_MAX is inf, NaN passes both */
-    float lo = x < -104.0f ? -104.0f : x;
-    x = x > 89.0f ? 89.0f : lo;
     float t = KK_FMAF(x, log2e, shifter);
     float n = t - shifter;
-    int32_t ni = (int32_t)(kk_bits_f32(t) - kk_bits_f32(shifter));
+    *ni = (int32_t)(kk_bits_f32(t) - kk_bits_f32(shifter));
     float r = KK_FMAF(n, -ln2_hi, x);
     r = KK_FMAF(n, -ln2_lo, r);
     /* degree-6 polynomial with p(0) = 1, fitted for least maximum relative
      * error on |r| <= ln2/2 (Lawson's iteration; error 3e-9, a quarter of
      * float's half-ulp) */
-    float p = 1.38146131e-3f;
-    p = KK_FMAF(p, r, 8.36870996e-3f);
-    p = KK_FMAF(p, r, 4.16683874e-2f);
-    p = KK_FMAF(p, r, 1.66665207e-1f);
-    p = KK_FMAF(p, r, 4.99999935e-1f);
-    p = KK_FMAF(p, r, 1.0f);
-    p = KK_FMAF(p, r, 1.0f);
+    float p = 1.38146131e-3f * scale;
+    p = KK_FMAF(p, r, 8.36870996e-3f * scale);
+    p = KK_FMAF(p, r, 4.16683874e-2f * scale);
+    p = KK_FMAF(p, r, 1.66665207e-1f * scale);
+    p = KK_FMAF(p, r, 4.99999935e-1f * scale);
+    p = KK_FMAF(p, r, scale);
+    return KK_FMAF(p, r, scale);
+}
+
+/* The clamps are written `c > x ? c : x` / `c < x ? c : x`: exactly the
+ * x86 max/min instructions (one op each once vectorised, NaN x passes
+ * through), where `x < c ? c : x` costs a compare and a blend. */
+static KLKIT_HD float kk_expf(float x)
+{
+    /* exp(-104) < 2^-150 rounds to 0, exp(89) > FLT_MAX is inf */
+    float lo = -104.0f > x ? -104.0f : x;
+    x = 89.0f < lo ? 89.0f : lo;
+    int32_t ni;
+    float p = kk_expf_reduced(x, 1.0f, &ni);
     int32_t n1 = ni >> 1, n2 = ni - n1;
     float s1 = kk_f32_from_bits((uint32_t)(n1 + 127) << 23);
     float s2 = kk_f32_from_bits((uint32_t)(n2 + 127) << 23);
     return (p * s1) * s2;
 }
 
-static KLKIT_HD double kk_exp(double x)
+/* exp(x) for x <= 0 (or NaN): what every max-shifted sum calls.  With
+ * n >= -151, 2^n is applied as 2^-64 (folded into the polynomial) times
+ * 2^(n+64), a normal float: one rounding, so subnormal results are still
+ * correctly rounded, with a third of the integer work of kk_expf, one
+ * multiply and no upper clamp.  Same values as kk_expf for x <= 0. */
+static KLKIT_HD float kk_expf_neg(float x)
+{
+    x = -104.0f > x ? -104.0f : x;
+    int32_t ni;
+    float p = kk_expf_reduced(x, 5.42101086242752217e-20f, &ni);   /* 2^-64 */
+    return p * kk_f32_from_bits((uint32_t)(ni + (64 + 127)) << 23);
+}
+
+/* exp(r) * scale (a power of two, folded into the coefficients) for x
+ * clamped to the finite range (double); n is returned in *n_out, as a
+ * double and as the integer *ni */
+static KLKIT_HD double kk_exp_reduced(double x, double scale, double *n_out, int64_t *ni)
 {
     const double shifter = 6755399441055744.0;  /* 1.5 * 2^52 */
     const double log2e = 1.4426950408889634074;
     const double ln2_hi = 0.6931471803691238;      /* 0x3fe62e42fee00000: 21 trailing zero bits */
     const double ln2_lo = 1.9082149292705877e-10;
-    double lo = x < -746.0 ? -746.0 : x;        /* exp(-746) < 2^-1075: 0 */
-    x = x > 710.0 ? 710.0 : lo;                 /* exp(710) > DBL_MAX: inf */
     double t = KK_FMA(x, log2e, shifter);
     double n = t - shifter;
-    /* n/2 rounded, by the same shifter trick: AVX2 has no 64-bit arithmetic
-     * right shift, this keeps the loop vectorisable. */
-    double th = KK_FMA(n, 0.5, shifter);
-    int64_t ni = (int64_t)(kk_bits_f64(t) - kk_bits_f64(shifter));
-    int64_t n1 = (int64_t)(kk_bits_f64(th) - kk_bits_f64(shifter));
-    int64_t n2 = ni - n1;
+    *n_out = n;
+    *ni = (int64_t)(kk_bits_f64(t) - kk_bits_f64(shifter));
     double r = KK_FMA(n, -ln2_hi, x);
     r = KK_FMA(n, -ln2_lo, r);
     /* exp(r) = 1 + r q(r), q of degree 10: Chebyshev fit of expm1(r)/r on
      * |r| <= ln2/2 (mpmath chebyfit), relative error 8e-18 */
-    double p = 2.510520637395701e-08;
-    p = KK_FMA(p, r, 2.7626357241447223e-07);
-    p = KK_FMA(p, r, 2.7557255425746435e-06);
-    p = KK_FMA(p, r, 2.4801504346997686e-05);
-    p = KK_FMA(p, r, 0.00019841269874800493);
-    p = KK_FMA(p, r, 0.0013888888932488599);
-    p = KK_FMA(p, r, 0.008333333333326141);
-    p = KK_FMA(p, r, 0.04166666666657314);
-    p = KK_FMA(p, r, 0.1666666666666667);
-    p = KK_FMA(p, r, 0.5000000000000006);
-    p = KK_FMA(p, r, 1.0);
-    p = KK_FMA(p, r, 1.0);
+    double p = 2.510520637395701e-08 * scale;
+    p = KK_FMA(p, r, 2.7626357241447223e-07 * scale);
+    p = KK_FMA(p, r, 2.7557255425746435e-06 * scale);
+    p = KK_FMA(p, r, 2.4801504346997686e-05 * scale);
+    p = KK_FMA(p, r, 0.00019841269874800493 * scale);
+    p = KK_FMA(p, r, 0.0013888888932488599 * scale);
+    p = KK_FMA(p, r, 0.008333333333326141 * scale);
+    p = KK_FMA(p, r, 0.04166666666657314 * scale);
+    p = KK_FMA(p, r, 0.1666666666666667 * scale);
+    p = KK_FMA(p, r, 0.5000000000000006 * scale);
+    p = KK_FMA(p, r, scale);
+    return KK_FMA(p, r, scale);
+}
+
+static KLKIT_HD double kk_exp(double x)
+{
+    const double shifter = 6755399441055744.0;
+    double lo = -746.0 > x ? -746.0 : x;        /* exp(-746) < 2^-1075: 0 */
+    x = 710.0 < lo ? 710.0 : lo;                /* exp(710) > DBL_MAX: inf */
+    double n;
+    int64_t ni;
+    double p = kk_exp_reduced(x, 1.0, &n, &ni);
+    /* n/2 rounded, by the same shifter trick: AVX2 has no 64-bit arithmetic
+     * right shift, this keeps the loop vectorisable. */
+    double th = KK_FMA(n, 0.5, shifter);
+    int64_t n1 = (int64_t)(kk_bits_f64(th) - kk_bits_f64(shifter));
+    int64_t n2 = ni - n1;
     double s1 = kk_f64_from_bits((uint64_t)(n1 + 1023) << 52);
     double s2 = kk_f64_from_bits((uint64_t)(n2 + 1023) << 52);
     return (p * s1) * s2;
+}
+
+/* exp(x) for x <= 0 (or NaN), as kk_expf_neg: 2^n applied as 2^-512
+ * (in the polynomial) times 2^(n+512) (n >= -1077), one rounding. */
+static KLKIT_HD double kk_exp_neg(double x)
+{
+    x = -746.0 > x ? -746.0 : x;
+    double n;
+    int64_t ni;
+    double p = kk_exp_reduced(x, 7.4583407312002067e-155, &n, &ni);   /* 2^-512 */
+    return p * kk_f64_from_bits((uint64_t)(ni + (512 + 1023)) << 52);
 }
 
 /* 2^round(x / ln 2): exp(x) within a factor sqrt(2), for weights that need
