@@ -358,6 +358,59 @@ def build_entropy_probs(xs, out):
     return impl
 
 
+def np_token_logprobs(x, t):
+    """x[r, t_r] - lse(x[r]) with the row-blocked lse recipe."""
+    picked = x[np.arange(x.shape[0]), t].astype(acc_dtype(x.dtype))
+    return picked - np_logsumexp(x)
+
+
+def build_token_logprobs(xs, out):
+    x, t = xs
+    rows = np.arange(x.shape[0])
+    impl = {
+        "klkit": lambda: kk.token_logprobs(x, t),
+        "scipy": lambda: ss.log_softmax(x, axis=-1)[rows, t],
+        "numpy": lambda: np_token_logprobs(x, t),
+    }
+    if torch is not None:
+        tx, tt = to_torch(x), torch.from_numpy(t)
+        # torch's fastest per-token recipe (log_softmax + gather is slower)
+        impl["torch"] = lambda: -F.cross_entropy(tx, tt, reduction="none")
+    return impl
+
+
+def build_token_logprobs_entropy(xs, out):
+    x, t = xs
+    impl = {
+        "klkit": lambda: kk.token_logprobs(x, t, return_entropy=True).entropy,
+        "numpy": lambda: (np_token_logprobs(x, t), np_entropy(x))[1],
+    }
+    if torch is not None:
+        tx, tt = to_torch(x), torch.from_numpy(t)
+
+        def th():
+            lp = torch.log_softmax(tx, -1)
+            tok = lp.gather(-1, tt[:, None])[:, 0]
+            return (tok, -(lp.exp() * lp).sum(-1))[1]
+
+        impl["torch"] = th
+    return impl
+
+
+def build_softmax_cross_entropy(xs, out):
+    x, t = xs
+    rows = np.arange(x.shape[0])
+    impl = {
+        "klkit": lambda: kk.softmax_cross_entropy(x, t),
+        "scipy": lambda: -ss.log_softmax(x, axis=-1)[rows, t].mean(),
+        "numpy": lambda: -np_token_logprobs(x, t).mean(),
+    }
+    if torch is not None:
+        tx, tt = to_torch(x), torch.from_numpy(t)
+        impl["torch"] = lambda: F.cross_entropy(tx, tt)
+    return impl
+
+
 BUILDERS = {
     "logsumexp": build_logsumexp,
     "log_softmax": build_log_softmax,
@@ -368,11 +421,16 @@ BUILDERS = {
     "cross_entropy": build_cross_entropy,
     "kl_div": build_kl_div,
     "js_div": build_js_div,
+    "token_logprobs": build_token_logprobs,
+    "token_logprobs_entropy": build_token_logprobs_entropy,
+    "softmax_cross_entropy": build_softmax_cross_entropy,
 }
 
-KLKIT_NAME = {"log_softmax_out": "log_softmax", "entropy_probs": "entropy"}
+KLKIT_NAME = {"log_softmax_out": "log_softmax", "entropy_probs": "entropy",
+              "token_logprobs_entropy": "token_logprobs"}
 ROLES = {"cross_entropy": ("p", "q"), "kl_div": ("p", "q"), "js_div": ("p", "q"),
-         "entropy_probs": ("probs",)}
+         "entropy_probs": ("probs",), "token_logprobs": ("p", "targets"),
+         "token_logprobs_entropy": ("p", "targets"), "softmax_cross_entropy": ("p", "targets")}
 
 
 def klkit_has(func):
@@ -401,7 +459,10 @@ def np_dtype(name):
 
 def make_input(shape, dtype, role="p"):
     """Logit-like data: p ~ N(0, 2^2); q = p + N(0, 0.5^2) (a nearby distribution);
-    role "probs": positive, unnormalised probabilities (uniform on [0.01, 1))."""
+    role "probs": positive, unnormalised probabilities (uniform on [0.01, 1));
+    role "targets": int64 class indices for logits of `shape` (one per row)."""
+    if role == "targets":
+        return np.random.default_rng(4).integers(0, shape[-1], shape[:-1])
     gen_dt = np.float64 if dtype == "float64" else np.float32
     if role == "probs":
         x = np.random.default_rng(3).random(shape, dtype=gen_dt)
@@ -421,7 +482,8 @@ def make_input(shape, dtype, role="p"):
 
 
 def floor_fn(x):
-    """np.max(x, axis=-1): one read-only pass over the input bytes."""
+    """np.max(x, axis=-1): one read-only pass over the input bytes (for the
+    int64 targets of the token functions: a pass over those few bytes)."""
     if ml_dtypes is not None and x.dtype == ml_dtypes.bfloat16:
         v = x.view(np.int16)  # same bytes; numpy's bf16 max is a slow scalar loop
         return lambda: np.max(v, axis=-1)
@@ -433,7 +495,7 @@ def floor_fn(x):
 # --------------------------------------------------------------------------
 
 BENCH_IMPLS = ("floor", "klkit", "scipy", "torch", "numpy")
-NO_SCIPY = {"log_softmax_out"}
+NO_SCIPY = {"log_softmax_out", "token_logprobs_entropy"}
 
 
 def bench_matrix(cases):

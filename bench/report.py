@@ -131,6 +131,15 @@ CASES = [
     Case("softmax", "softmax rows", "softmax", PAIR, (512, 16384), "float32"),
     Case("entropy", "entropy rows (logits)", "entropy", PAIR, (512, 16384), "float32",
          note="scipy: scipy.stats.entropy(softmax(x))"),
+    Case("tok", "token_logprobs", "token_logprobs", BIG, (1024, 16384), "float32",
+         roles=("p", "targets"), target=1.5,
+         note="scipy: log_softmax then index; torch: -F.cross_entropy(reduction='none')"),
+    Case("tok_ent", "token_logprobs + entropy", "token_logprobs_entropy", BIG, (1024, 16384),
+         "float32", roles=("p", "targets"), note="torch: log_softmax, gather, -(p log p).sum"),
+    Case("sce", "softmax_cross_entropy (mean)", "softmax_cross_entropy", BIG, (1024, 16384),
+         "float32", roles=("p", "targets"), note="torch: F.cross_entropy"),
+    Case("tok_bf16", "token_logprobs", "token_logprobs", BIG, (1024, 16384), "bfloat16",
+         roles=("p", "targets"), note="floor: np.max over the bf16 bytes (int16 view)"),
     Case("lse_bf16", "logsumexp rows", "logsumexp", PAIR, (512, 16384), "bfloat16",
          note="floor: np.max on an int16 view of the same bf16 bytes "
               "(numpy's bf16 max is a slow scalar loop)"),
@@ -405,7 +414,33 @@ def main(argv=None):
             print(f"- {c.label} {c.dtype}: {c.note}.")
     if torch is None:
         print("torch is not installed: torch columns empty.")
+    missed = relative_targets(rows) or missed
     return 1 if (args.strict and missed) else 0
+
+
+#: targets between two klkit timings of the same run: (numerator case,
+#: denominator case, what, limit, "<=" or ">=")
+RELATIVE = [
+    ("tok_ent", "tok", "token_logprobs with entropy / without", 1.2, "<="),
+    ("sce", "tok", "softmax_cross_entropy / token_logprobs", 1.1, "<="),
+    ("tok", "tok_bf16", "token_logprobs float32 / bfloat16 (same shape)", 1.5, ">="),
+]
+
+
+def relative_targets(rows):
+    """Print the klkit-vs-klkit ratios whose cases were run; True if one is missed."""
+    ms = {r["case"].key: r["ms"].get("klkit") for r in rows}
+    lines, missed = [], False
+    for num, den, what, limit, op in RELATIVE:
+        if ms.get(num) and ms.get(den):
+            ratio = ms[num] / ms[den]
+            ok = ratio <= limit if op == "<=" else ratio >= limit
+            missed = missed or not ok
+            lines.append(f"| {what} | {ratio:.2f} | {op} {limit:g} | {'PASS' if ok else 'MISS'} |")
+    if lines:
+        print("\n| klkit time ratio | measured | target | result |\n|---|---:|---:|:---:|")
+        print("\n".join(lines))
+    return missed
 
 
 if __name__ == "__main__":

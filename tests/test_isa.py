@@ -59,3 +59,23 @@ def test_nearly_identical_kl_on_every_path(isa):
     expected = ref.kl_div(x, y)
     np.testing.assert_allclose(got, expected, rtol=1e-9)
     assert (kk.kl_div(x, x) == 0).all()
+
+
+@pytest.mark.parametrize("fill", ["normal", "special"])
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_token_logprobs_on_every_path(isa, dtype, fill):
+    x = nasty_array((9, 5003), dtype, fill, seed=4)
+    t = np.random.default_rng(4).integers(0, 5003, 9)
+    t[2] = -100
+    got = kk.token_logprobs(x, t, temperature=0.8, return_entropy=True, return_lse=True)
+    with np.errstate(all="ignore"):
+        expected = ref.token_logprobs(to64(x), t, temperature=0.8, return_entropy=True,
+                                      return_lse=True)
+    for a, e in zip(got, expected):
+        assert_close(a, e, dtype, scale=input_scale(x))
+    w = np.linspace(0.5, 1.5, 5003)
+    got = kk.softmax_cross_entropy(x, t, weight=w, label_smoothing=0.2, reduction="none")
+    with np.errstate(all="ignore"):
+        expected = ref.softmax_cross_entropy(to64(x), t, weight=w, label_smoothing=0.2,
+                                             reduction="none")
+    assert_close(got, expected, dtype, scale=5003 * input_scale(x))

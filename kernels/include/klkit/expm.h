@@ -55,9 +55,7 @@ static KLKIT_HD float kk_expf_reduced(float x, float scale, int32_t *ni)
     return KK_FMAF(p, r, scale);
 }
 
-/* The clamps are written `c > x ? c : x` / `c < x ? c : x`: exactly the
- * x86 max/min instructions (one op each once vectorised, NaN x passes
- * through), where `x < c ? c : x` costs a compare and a blend. */
+/* The clamps let NaN through (a comparison with NaN is false). */
 static KLKIT_HD float kk_expf(float x)
 {
     /* exp(-104) < 2^-150 rounds to 0, exp(89) > FLT_MAX is inf */
