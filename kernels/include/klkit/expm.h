@@ -73,13 +73,19 @@ static KLKIT_HD float kk_expf(float x)
  * n >= -151, 2^n is applied as 2^-64 (folded into the polynomial) times
  * 2^(n+64), a normal float: one rounding, so subnormal results are still
  * correctly rounded, with a third of the integer work of kk_expf, one
- * multiply and no upper clamp.  Same values as kk_expf for x <= 0. */
-static KLKIT_HD float kk_expf_neg(float x)
+ * multiply and no upper clamp.  Same values as kk_expf for x <= 0.  The
+ * _unclamped form takes x already clamped (valid down to -131, where the
+ * scale 2^(n+64) is still normal; exp is 0 below -104). */
+static KLKIT_HD float kk_expf_neg_unclamped(float x)   /* -131 <= x <= 0 or NaN */
 {
-    x = -104.0f > x ? -104.0f : x;
     int32_t ni;
     float p = kk_expf_reduced(x, 5.42101086242752217e-20f, &ni);   /* 2^-64 */
     return p * kk_f32_from_bits((uint32_t)(ni + (64 + 127)) << 23);
+}
+
+static KLKIT_HD float kk_expf_neg(float x)
+{
+    return kk_expf_neg_unclamped(-104.0f > x ? -104.0f : x);
 }
 
 /* exp(r) * scale (a power of two, folded into the coefficients) for x
@@ -132,14 +138,19 @@ static KLKIT_HD double kk_exp(double x)
 }
 
 /* exp(x) for x <= 0 (or NaN), as kk_expf_neg: 2^n applied as 2^-512
- * (in the polynomial) times 2^(n+512) (n >= -1077), one rounding. */
-static KLKIT_HD double kk_exp_neg(double x)
+ * (in the polynomial) times 2^(n+512) (n >= -1077), one rounding.
+ * _unclamped: valid down to -1063, exp is 0 below -746. */
+static KLKIT_HD double kk_exp_neg_unclamped(double x)   /* -1063 <= x <= 0 or NaN */
 {
-    x = -746.0 > x ? -746.0 : x;
     double n;
     int64_t ni;
     double p = kk_exp_reduced(x, 7.4583407312002067e-155, &n, &ni);   /* 2^-512 */
     return p * kk_f64_from_bits((uint64_t)(ni + (512 + 1023)) << 52);
+}
+
+static KLKIT_HD double kk_exp_neg(double x)
+{
+    return kk_exp_neg_unclamped(-746.0 > x ? -746.0 : x);
 }
 
 /* 2^round(x / ln 2): exp(x) within a factor sqrt(2), for weights that need
