@@ -411,6 +411,7 @@ def test_empty_inputs():
     (lambda: kk.token_logprobs(np.zeros((2, 5)), np.array([0, 1]), temperature=0), ValueError, "temperature"),
     (lambda: kk.token_logprobs(np.zeros((2, 5)), np.array([0, 1]), temperature="x"), ValueError, "temperature"),
     (lambda: kk.token_logprobs(np.zeros((2, 5)), np.array([0, 1]), ignore_index=1.5), TypeError, "ignore_index"),
+    (lambda: kk.token_logprobs(np.zeros((2, 5)), np.array([0, 1]), ignore_index=2**70), ValueError, "ignore_index"),
     (lambda: kk.softmax_cross_entropy(np.zeros((2, 5)), np.array([0, 1]), reduction="avg"), ValueError, "reduction"),
     (lambda: kk.softmax_cross_entropy(np.zeros((2, 5)), np.array([0, 1]), label_smoothing=1.5), ValueError, "label_smoothing"),
     (lambda: kk.softmax_cross_entropy(np.zeros((2, 5)), np.array([0, 1]), weight=np.ones(4)), ValueError, "weight"),

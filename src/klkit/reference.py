@@ -1034,6 +1034,8 @@ def _check_targets(targets, lead_shape, n_classes, ignore_index):
         ignore_index = operator.index(ignore_index)
     except TypeError:
         raise TypeError(f"ignore_index: expected an int, got {ignore_index!r}") from None
+    if not -2**63 <= ignore_index < 2**63:
+        raise ValueError(f"ignore_index: {ignore_index} is outside the int64 range")
     t = np.asarray(targets)
     if t.dtype.kind not in "iu":
         raise TypeError(f"targets: expected an integer array of class indices, got dtype {t.dtype}")
