@@ -1,7 +1,9 @@
 """klkit: fast, exact log-space probability math.
 
 Public functions (SPEC.md): logsumexp, softmax, log_softmax (dense.py);
-entropy, cross_entropy, kl_div, js_div (divergence.py); the pure-NumPy twin
+entropy, cross_entropy, kl_div, js_div (divergence.py); segment_sum,
+segment_mean, segment_max, segment_logsumexp, kl_estimate, seq_kl, agg_loss
+(segments.py); the pure-NumPy twin
 of each in ``klkit.reference``; thread controls and ``show_config``.
 """
 from importlib.metadata import PackageNotFoundError, version as _version
@@ -9,6 +11,9 @@ from importlib.metadata import PackageNotFoundError, version as _version
 from . import _cpu, reference
 from .dense import log_softmax, logsumexp, softmax
 from .divergence import cross_entropy, entropy, js_div, kl_div
+# ---- segments (segments.py)
+from .segments import (agg_loss, kl_estimate, segment_logsumexp, segment_max, segment_mean,
+                       segment_sum, seq_kl)
 
 try:
     __version__ = _version("klkit")
@@ -20,6 +25,9 @@ __all__ = [
     "entropy", "cross_entropy", "kl_div", "js_div",
     "set_num_threads", "get_num_threads", "show_config", "reference", "__version__",
 ]
+# ---- segments
+__all__ += ["segment_sum", "segment_mean", "segment_max", "segment_logsumexp",
+            "kl_estimate", "seq_kl", "agg_loss"]
 
 
 def set_num_threads(n):
