@@ -129,8 +129,7 @@ static double state_value(int op, seg_state x, int64_t count, double empty)
 #define REAL_DTYPE KK_F32
 #define R(name) name##_f
 #define EXP kk_expf
-#define K3 kk_k3f
-#define K3_SERIES kk_k3f_series
+#define K3_XY kk_k3f_xy
 #define CLAMP kk_clampf
 #define FABS fabsf
 #include "segment_real.inc"
@@ -138,8 +137,7 @@ static double state_value(int op, seg_state x, int64_t count, double empty)
 #undef REAL_DTYPE
 #undef R
 #undef EXP
-#undef K3
-#undef K3_SERIES
+#undef K3_XY
 #undef CLAMP
 #undef FABS
 
@@ -147,8 +145,7 @@ static double state_value(int op, seg_state x, int64_t count, double empty)
 #define REAL_DTYPE KK_F64
 #define R(name) name##_d
 #define EXP kk_exp
-#define K3 kk_k3
-#define K3_SERIES kk_k3_series
+#define K3_XY kk_k3_xy
 #define CLAMP kk_clamp
 #define FABS fabs
 #include "segment_real.inc"

@@ -306,13 +306,15 @@ def kl_estimate(logp, ref_logp, estimator="k1", *, clamp=None):
     k3 is computed without cancellation: a series r^2 (1/2 + r/6 + ...) for
     |r| <= 2 and (exp(r) - 1) - r beyond (kernels/include/klkit/segment.h),
     so it is >= 0 and accurate for tiny |r| where the usual exp(r) - r - 1
-    is 100% wrong in float32 at |r| = 1e-4 and goes negative.  Error: <= 3
-    ulp of the result for float64 input; for float32 input d is rounded to
-    float32 first (one rounding, at most one more ulp of k3), then k3 <= 3
-    ulp: measured <= 4 ulp against an exact float64 evaluation over
-    |r| = 1e-8 .. 30 (tests/test_segments.py).  k1, k2, abs: d rounded to
-    the working precision (float32 for 16/32-bit input), then exact but for
-    the final rounding of d^2/2.
+    is 100% wrong in float32 at |r| = 1e-4 and goes negative.  It is the
+    k3 of the EXACT difference of the two inputs: the rounding error of
+    logp - ref_logp is recovered exactly (TwoSum) and applied as a
+    first-order correction, which matters where k3 is ill-conditioned
+    (k3 ~ e^r for large r).  Error, measured against mpmath over
+    |r| = 1e-8 .. 30, both signs (tests/test_segments.py asserts <= 3 ulp):
+    <= 1.7 ulp for float32 input, <= 2 ulp for float64.  k1, k2, abs: d is
+    rounded once to the working precision (float32 for 16/32-bit input),
+    then exact but for the final rounding of d^2/2 (<= 1.5 ulp).
 
     Special values: NaN in either input gives NaN; logp = ref_logp = +-inf
     gives NaN (inf - inf); otherwise infinite d gives k1 = d, k2 = abs =
@@ -395,7 +397,7 @@ def seq_kl(logp, ref_logp, offsets=None, *, mask=None, estimator="k1", reduce="s
     bits) and summed in float64 in the order of :func:`segment_sum`, so
     ``seq_kl(p, q, off, estimator=e) == segment_sum(kl_estimate(p, q, e), off)``
     bitwise for float32 input.  Error: the per-token error of kl_estimate
-    (relative, <= 4 ulp of float32 for k3) plus the sum's bound; for k1 with
+    (relative, <= 2 ulp of float32 for k3) plus the sum's bound; for k1 with
     cancellation between tokens, relative to sum|d| rather than to the
     result.  An empty sequence gives ``empty`` (default 0.0 for both
     reductions).  Result float32 (float64 for float64 input).

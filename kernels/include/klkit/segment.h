@@ -21,10 +21,12 @@
  *              <= 1 ulp float / 2 ulp double); the result is >= 1.13 and at
  *              most ~3 times the largest term, so the subtraction loses
  *              under 2 bits.
- * Measured against mpmath (tests/test_segments.py) for |r| in 1e-8 .. 30:
- * <= 3 ulp in float and double.  r is formed in the working precision
- * (float for 16/32-bit input, double for float64): for float32 that is one
- * rounding of the difference, i.e. up to one more ulp of k3 (k3 ~ r^2).
+ * r is the difference of the two inputs in the working precision (float
+ * for 16/32-bit input, double for float64); its rounding error is exact
+ * (TwoSum) and corrected to first order (kk_k3f_xy), so k3 is accurate for
+ * the exact difference of the inputs.  Measured (tests/test_segments.py)
+ * against a float64 reference checked with mpmath, |r| = 1e-8 .. 30: see
+ * the bounds stated in segments.py (kl_estimate).
  *
  * Special values (no clamp): r = +inf gives +inf (exp(r) - r is NaN as
  * written; the limit is +inf); r = -inf gives +inf; a finite r whose exp
@@ -144,6 +146,49 @@ static KLKIT_HD double kk_k3(double r)
     double ar = fabs(r);
     double k = ar <= 2.0 ? series : direct;
     return r == INFINITY ? INFINITY : k;
+}
+
+/* k3 of the EXACT difference r = y - x of two inputs (x = logp, y =
+ * ref_logp), d = x - y clamped to [-c, c] first.  The difference is rounded
+ * to s = fl(x - y) with error e = (x - y) - s found exactly by TwoSum
+ * (Knuth; needs no FMA and survives -O3 without -ffast-math), and
+ *     k3(r + re) = k3(r) + re * expm1(r) + O(re^2),   re = -e,
+ * with expm1(r) = k3(r) + r: so the rounding of the difference costs no
+ * accuracy even where k3 is ill-conditioned in r (k3 ~ e^r at large r, where
+ * one rounding of r alone would cost r/2 ulp).  A clamped d, an infinite
+ * or NaN difference, and an overflowed k3 get no correction.  series_only
+ * (a compile-time constant after inlining) skips the exp where the caller
+ * knows |d| <= 2: the same bits as the full form there. */
+static KLKIT_HD float kk_k3f_xy(float x, float y, float c, int series_only)
+{
+    float d = x - y;
+    float bb = d - x;
+    float e = (x - (d - bb)) + (-y - bb);
+    float dc = kk_clampf(d, c);
+    float r = -dc;
+    float k = series_only ? kk_k3f_series(r) : kk_k3f(r);
+    float re = dc == d ? -e : 0.0f;             /* clamped: d is not used */
+    float ad = fabsf(d);
+    re = ad <= 3.0e38f ? re : 0.0f;             /* inf / NaN difference */
+    float kc = KK_FMAF(re, k + r, k);
+    kc = k <= 3.0e38f ? kc : k;                 /* overflowed (or NaN) k3 */
+    return re == 0.0f ? k : kc;
+}
+
+static KLKIT_HD double kk_k3_xy(double x, double y, double c, int series_only)
+{
+    double d = x - y;
+    double bb = d - x;
+    double e = (x - (d - bb)) + (-y - bb);
+    double dc = kk_clamp(d, c);
+    double r = -dc;
+    double k = series_only ? kk_k3_series(r) : kk_k3(r);
+    double re = dc == d ? -e : 0.0;
+    double ad = fabs(d);
+    re = ad <= 1.7e308 ? re : 0.0;
+    double kc = KK_FMA(re, k + r, k);
+    kc = k <= 1.7e308 ? kc : k;
+    return re == 0.0 ? k : kc;
 }
 
 #endif
