@@ -130,6 +130,7 @@ static double state_value(int op, seg_state x, int64_t count, double empty)
 #define R(name) name##_f
 #define EXP kk_expf
 #define K3_XY kk_k3f_xy
+#define K3_XY_SMALL kk_k3f_xy_small
 #define CLAMP kk_clampf
 #define FABS fabsf
 #include "segment_real.inc"
@@ -138,6 +139,7 @@ static double state_value(int op, seg_state x, int64_t count, double empty)
 #undef R
 #undef EXP
 #undef K3_XY
+#undef K3_XY_SMALL
 #undef CLAMP
 #undef FABS
 
@@ -146,6 +148,7 @@ static double state_value(int op, seg_state x, int64_t count, double empty)
 #define R(name) name##_d
 #define EXP kk_exp
 #define K3_XY kk_k3_xy
+#define K3_XY_SMALL kk_k3_xy_small
 #define CLAMP kk_clamp
 #define FABS fabs
 #include "segment_real.inc"
