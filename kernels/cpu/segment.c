@@ -18,9 +18,12 @@
  *   - for any thread count (threads only decide who computes which block),
  *   - alone or inside any batch, at any offset,
  *   - packed, padded (its kept entries are compacted into a block buffer
- *     first) or from Arrow (packed with per-sequence starts),
- *   - on every instruction-set build (explicit lanes, no `omp simd`
- *     reductions whose order would follow the vector width).
+ *     first) or from Arrow (packed with per-sequence starts).
+ * Sums use explicit lanes (not `omp simd` reductions, whose order would
+ * follow the vector width), so segment_sum / mean give the same bits on
+ * every instruction-set build too; max is exact (any order); exp-based
+ * terms (k3, logsumexp) may differ in the last bit between the FMA and
+ * non-FMA builds.
  *
  * ---- work split (balanced for skewed lengths) ----
  * Packed input: one serial O(n_seq) pass cuts the batch into work items:
