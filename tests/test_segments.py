@@ -210,8 +210,19 @@ def test_seq_kl_layouts_identical_bits(estimator, dtype):
     offs = offsets_from(lens)
     n = int(offs[-1])
     p = as_dtype(-np.abs(nasty_array((n,), np.float64, "normal", seed=7)), dtype)
-    q = as_dtype(to64(p) + nasty_array((n,), np.float64, "tiny", seed=8) * 300, dtype)
+    q = to64(p) + nasty_array((n,), np.float64, "tiny", seed=8) * 300
+    rng = np.random.default_rng(24)
+    out = rng.random(n) < 0.004                   # rare |d| > 2: the general k3 form
+    q[out] += rng.choice([-6.0, 3.0, 40.0], out.sum())
+    q[:9000][rng.random(9000) < 0.2] -= 3.0       # many in the first sequences
+    q = as_dtype(q, dtype)
     packed = kk.seq_kl(p, q, offs, estimator=estimator)
+    same_bits(kk.seq_kl(p, q, offs, estimator=estimator, clamp=2.5),
+              kk.seq_kl(vp_ := padded_from(p, lens, 9100, dtype, seed=9)[0],
+                        padded_from(q, lens, 9100, dtype, seed=9)[0],
+                        mask=padded_from(p, lens, 9100, dtype, seed=9)[1],
+                        estimator=estimator, clamp=2.5))
+    assert vp_.shape == (len(lens), 9100)
     vp, mask = padded_from(p, lens, 9100, dtype, seed=9, scatter=True)
     vq, _ = padded_from(q, lens, 9100, dtype, seed=9, scatter=True)
     same_bits(kk.seq_kl(vp, vq, mask=mask, estimator=estimator), packed)
