@@ -18,6 +18,9 @@ repeats, 3 for calls slower than --slow seconds) of
            blocks of ~1 MiB so temporaries stay in cache (about 3x faster
            than the textbook `np.log(np.exp(x - m).sum(-1)) + m`).
 
+(the segment cases seg_sum, seq_kl, seg_padded have their own table: floor
+np.sum over every input, competitors np.add.reduceat, torch.segment_reduce
+and a NumPy recipe; see bench_segments.py)
 and prints each as a MULTIPLE of the floor (1.0x = as fast as reading the
 input once with np.max), the speed-up of klkit over each competitor, and a
 PASS/MISS column of klkit's multiple against the issue's target.
@@ -188,6 +191,109 @@ def agrees(a, b, dtype):
 
 
 # --------------------------------------------------------------------------
+# segment cases (segment_sum, seq_kl, padded): their own table, because the
+# floor (np.sum over every input) and the competitors differ from the dense
+# cases; inputs and implementations are in bench_segments.py
+# --------------------------------------------------------------------------
+
+@dataclass
+class SegCase:
+    key: str                        # for --only
+    label: str
+    shape: str
+    target: float                   # multiple of the np.sum floor
+    note: str = ""
+
+
+SEG_CASES = [
+    SegCase("seg_sum", "segment_sum packed", "1e7 f32, 20000 seqs", 1.2,
+            "float64 accumulation; np.add.reduceat accumulates in float32"),
+    SegCase("seq_kl", "seq_kl k3 packed", "2 x 1e7 f32, 20000 seqs", 1.5,
+            "competitors compute exp(r) - r - 1 first (a 1e7 temporary), then reduce"),
+    SegCase("seg_padded", "segment_sum padded + mask", "2048x4096 f32 + bool", 1.5,
+            "numpy: np.where(mask, v, 0).sum(-1); torch: (v * mask).sum(-1)"),
+]
+SEG_IMPLS = ("klkit", "reduceat", "torch", "numpy")
+
+
+def run_segment_cases(seg_cases, args, repeats):
+    """Time the segment cases; print their table.  Returns 1 if --strict and
+    a target is missed."""
+    import bench_segments as S
+
+    N = args.threads
+    kk.set_num_threads(N)
+    if torch is not None:
+        torch.set_num_threads(N)
+    try:
+        load1 = f"{os.getloadavg()[0]:.2f}"
+    except OSError:
+        load1 = "?"
+    rows = []
+    for c in seg_cases:
+        log(f"\n== {c.key}: {c.label} ({c.shape}{', quick' if args.quick else ''})")
+        inputs = S.make_inputs(c.key, quick=args.quick)
+        fns = S.implementations(c.key, inputs)
+        floor_ts = measure(fns["floor"], max(repeats, 11), 1e9, 1)[3]
+        row = dict(case=c, ms={}, bad=[])
+        samples = {}
+        for name in SEG_IMPLS:
+            if name not in fns:
+                continue
+            try:
+                t, n, smp, _ = measure(fns[name], repeats, args.slow, 1)
+            except Exception as exc:
+                log(f"   {name:8s} FAILED: {type(exc).__name__}: {exc}")
+                row["bad"].append(f"{name} raised {type(exc).__name__}")
+                continue
+            row["ms"][name] = t * 1e3
+            samples[name] = smp
+            log(f"   {name:8s} {t * 1e3:9.2f} ms  (median of {n})")
+        floor_ts += measure(fns["floor"], max(repeats, 11), 1e9, 1)[3]
+        row["floor"] = statistics.median(floor_ts) * 1e3
+        log(f"   floor    {row['floor']:9.2f} ms (np.sum over the inputs, before and after)")
+        ref = samples.get("numpy")
+        if ref is not None:
+            for name, smp in samples.items():
+                if name != "numpy" and not agrees(smp, ref, "float32"):
+                    row["bad"].append(f"{name} != numpy")
+        rows.append(row)
+        inputs = fns = samples = None
+        gc.collect()
+
+    print(f"\n## klkit segments: multiples of an np.sum pass over the inputs (lower is better)\n")
+    print(f"- threads N = {N} (klkit, torch); numpy single-threaded; load average at start "
+          f"{load1}; median of {repeats} repeats after 1 warm-up\n")
+    hdr = ["case", "input", "floor ms", "klkit ms", "klkit", "np.add.reduceat",
+           "torch.segment_reduce", "numpy recipe", "target", "result"]
+    print("| " + " | ".join(hdr) + " |")
+    print("|" + "|".join(["---"] * 2 + ["---:"] * 7 + [":---:"]) + "|")
+    missed = False
+    for row in rows:
+        c, ms, fl = row["case"], row["ms"], row["floor"]
+        mult = {k: v / fl for k, v in ms.items()}
+        kt = mult.get("klkit")
+        if kt is None:
+            result = "; ".join(row["bad"]) or "no klkit timing"
+            missed = True
+        else:
+            ok = kt <= c.target
+            missed = missed or not ok
+            result = ("PASS" if ok else "MISS") + (f" ({'; '.join(row['bad'])})" if row["bad"] else "")
+        cells = [c.label, c.shape, f"{fl:.2f}", f"{ms['klkit']:.2f}" if "klkit" in ms else "-",
+                 fmt_x(kt), fmt_x(mult.get("reduceat")), fmt_x(mult.get("torch")),
+                 fmt_x(mult.get("numpy")), f"<= {c.target:g}x", result]
+        print("| " + " | ".join(cells) + " |")
+    print()
+    for c in seg_cases:
+        if c.note:
+            print(f"- {c.label}: {c.note}.")
+    print("- numpy recipe: float64 cumsum differenced at the offsets (padded: np.where + sum); "
+          "torch: torch.segment_reduce(x, 'sum', lengths=...) (padded: (v * mask).sum(-1)).")
+    return 1 if (args.strict and missed) else 0
+
+
+# --------------------------------------------------------------------------
 # main
 # --------------------------------------------------------------------------
 
@@ -210,7 +316,7 @@ def main(argv=None):
     ap.add_argument("--slow", type=float, default=2.0,
                     help="calls whose warm-up takes longer than this many seconds get 3 repeats")
     ap.add_argument("--only", default="", help="comma-separated case keys: "
-                    + ",".join(c.key for c in CASES))
+                    + ",".join(c.key for c in CASES + SEG_CASES))
     ap.add_argument("--strict", action="store_true", help="exit 1 if a target is missed")
     args = ap.parse_args(argv)
     repeats = max(5, args.repeats)
@@ -219,10 +325,14 @@ def main(argv=None):
     cases = CASES
     if args.only:
         keys = {k.strip() for k in args.only.split(",") if k.strip()}
-        bad = keys - {c.key for c in CASES}
+        bad = keys - {c.key for c in CASES} - {c.key for c in SEG_CASES}
         if bad:
             ap.error(f"unknown case key(s) {sorted(bad)}")
         cases = [c for c in CASES if c.key in keys]
+    # ---- segments (their own table; only them when --only names no dense case)
+    seg_cases = [c for c in SEG_CASES if not args.only or c.key in keys]
+    if args.only and not cases:
+        return run_segment_cases(seg_cases, args, repeats)
     if ml_dtypes is None:
         cases = [c for c in cases if c.dtype != "bfloat16"]
 
@@ -415,7 +525,8 @@ def main(argv=None):
     if torch is None:
         print("torch is not installed: torch columns empty.")
     missed = relative_targets(rows) or missed
-    return 1 if (args.strict and missed) else 0
+    seg_rc = run_segment_cases(seg_cases, args, repeats) if seg_cases else 0
+    return 1 if (args.strict and missed) else seg_rc
 
 
 #: targets between two klkit timings of the same run: (numerator case,

@@ -151,3 +151,69 @@ int kk_have_openmp(void)
     return 0;
 #endif
 }
+
+/* ---- segments (segment.c, built per instruction set like dense.c) ----
+ * A second table, so that the dense table above stays as it is; the path
+ * follows the one chosen for dense.c (kk_isa()). */
+#define SEG_DECLARE(isa)                                                       \
+    void kk_seg_packed_##isa(int, int, int, const void *, int64_t, const int64_t *, \
+                             const void *, int64_t, const int64_t *, const int64_t *, \
+                             int64_t, double, double, double *);               \
+    void kk_seg_padded_##isa(int, int, int, const void *, int64_t, const void *, \
+                             int64_t, const uint8_t *, int64_t, int64_t, int64_t, \
+                             double, double, double *, int64_t *);             \
+    void kk_kl_estimate_##isa(int, int, const void *, const void *, int64_t, double, void *);
+
+typedef struct {
+    const char *name;
+    void (*packed)(int, int, int, const void *, int64_t, const int64_t *, const void *,
+                   int64_t, const int64_t *, const int64_t *, int64_t, double, double,
+                   double *);
+    void (*padded)(int, int, int, const void *, int64_t, const void *, int64_t,
+                   const uint8_t *, int64_t, int64_t, int64_t, double, double, double *,
+                   int64_t *);
+    void (*kl_estimate)(int, int, const void *, const void *, int64_t, double, void *);
+} kk_seg_impl;
+
+#define SEG_IMPL(isa) { #isa, kk_seg_packed_##isa, kk_seg_padded_##isa, kk_kl_estimate_##isa }
+
+SEG_DECLARE(base)
+#if defined(KLKIT_X86_PATHS)
+SEG_DECLARE(avx2)
+SEG_DECLARE(avx512)
+static const kk_seg_impl seg_impls[] = { SEG_IMPL(avx512), SEG_IMPL(avx2), SEG_IMPL(base) };
+#else
+static const kk_seg_impl seg_impls[] = { SEG_IMPL(base) };
+#endif
+
+static const kk_seg_impl *seg_impl(void)
+{
+    const char *name = kk_isa();
+    for (size_t i = 0; i < sizeof(seg_impls) / sizeof(seg_impls[0]); i++)
+        if (strcmp(seg_impls[i].name, name) == 0) return &seg_impls[i];
+    return &seg_impls[sizeof(seg_impls) / sizeof(seg_impls[0]) - 1];
+}
+
+void kk_seg_packed(int op, int est, int dtype, const void *x, int64_t x_stride,
+                   const int64_t *x_start, const void *y, int64_t y_stride,
+                   const int64_t *y_start, const int64_t *len, int64_t n_seg,
+                   double clamp, double empty, double *out)
+{
+    seg_impl()->packed(op, est, dtype, x, x_stride, x_start, y, y_stride, y_start, len,
+                       n_seg, clamp, empty, out);
+}
+
+void kk_seg_padded(int op, int est, int dtype, const void *x, int64_t x_rs,
+                   const void *y, int64_t y_rs, const uint8_t *mask, int64_t m_rs,
+                   int64_t n_rows, int64_t n, double clamp, double empty,
+                   double *out, int64_t *count)
+{
+    seg_impl()->padded(op, est, dtype, x, x_rs, y, y_rs, mask, m_rs, n_rows, n, clamp,
+                       empty, out, count);
+}
+
+void kk_kl_estimate(int est, int dtype, const void *x, const void *y, int64_t n,
+                    double clamp, void *out)
+{
+    seg_impl()->kl_estimate(est, dtype, x, y, n, clamp, out);
+}

@@ -52,4 +52,33 @@ const char *kk_isa(void);          /* code path chosen at run time */
 const char *kk_isas_built(void);   /* all code paths compiled in */
 int kk_set_isa(const char *name);  /* force a path (NULL: best); 1 if now in use */
 
+/* ---- segments (segment.c) -------------------------------------------------
+ * Per-sequence reductions.  A packed sequence s is x[x_start[s] ..
+ * x_start[s] + len[s]) of a 1-D array with element stride x_stride (any
+ * sign; 0 is a broadcast value); for seq_kl (est != KK_EST_NONE) its
+ * partner is y[y_start[s] ..] of the same length.  A padded sequence is the
+ * entries of row r of x [n_rows, n] (unit column stride, row stride x_rs
+ * elements) whose mask byte is nonzero (mask NULL: all entries).  The caller
+ * has checked every range lies inside its array.  out[s] is double; an empty
+ * sequence gives `empty`.  clamp = inf means no clamp.  Results are bitwise
+ * independent of the thread count and of the other sequences (segment.c). */
+enum kk_segop { KK_SEG_SUM = 0, KK_SEG_MEAN = 1, KK_SEG_MAX = 2, KK_SEG_LSE = 3 };
+enum kk_est { KK_EST_NONE = 0, KK_EST_K1 = 1, KK_EST_K2 = 2, KK_EST_K3 = 3, KK_EST_ABS = 4 };
+
+void kk_seg_packed(int op, int est, int dtype, const void *x, int64_t x_stride,
+                   const int64_t *x_start, const void *y, int64_t y_stride,
+                   const int64_t *y_start, const int64_t *len, int64_t n_seg,
+                   double clamp, double empty, double *out);
+
+/* count (may be NULL) receives the number of kept entries of each row */
+void kk_seg_padded(int op, int est, int dtype, const void *x, int64_t x_rs,
+                   const void *y, int64_t y_rs, const uint8_t *mask, int64_t m_rs,
+                   int64_t n_rows, int64_t n, double clamp, double empty,
+                   double *out, int64_t *count);
+
+/* out[i] = estimator(x[i] - y[i]) for contiguous x, y of n values; out is
+ * float for 16/32-bit input, double for float64 input. */
+void kk_kl_estimate(int est, int dtype, const void *x, const void *y, int64_t n,
+                    double clamp, void *out);
+
 #endif

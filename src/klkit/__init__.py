@@ -2,8 +2,10 @@
 
 Public functions (SPEC.md): logsumexp, softmax, log_softmax (dense.py);
 entropy, cross_entropy, kl_div, js_div (divergence.py); token_logprobs,
-softmax_cross_entropy (tokens.py); the pure-NumPy twin
-of each in ``klkit.reference``; thread controls and ``show_config``.
+softmax_cross_entropy (tokens.py); segment_sum, segment_mean, segment_max,
+segment_logsumexp, kl_estimate, seq_kl, agg_loss (segments.py); the
+pure-NumPy twin of each in ``klkit.reference``; thread controls and
+``show_config``.
 """
 from importlib.metadata import PackageNotFoundError, version as _version
 
@@ -11,6 +13,8 @@ from . import _cpu, reference
 from .dense import log_softmax, logsumexp, softmax
 from .divergence import cross_entropy, entropy, js_div, kl_div
 from .tokens import TokenLogprobs, softmax_cross_entropy, token_logprobs
+from .segments import (agg_loss, kl_estimate, segment_logsumexp, segment_max, segment_mean,
+                       segment_sum, seq_kl)
 
 try:
     __version__ = _version("klkit")
@@ -21,6 +25,8 @@ __all__ = [
     "logsumexp", "softmax", "log_softmax",
     "entropy", "cross_entropy", "kl_div", "js_div",
     "token_logprobs", "softmax_cross_entropy", "TokenLogprobs",
+    "segment_sum", "segment_mean", "segment_max", "segment_logsumexp",
+    "kl_estimate", "seq_kl", "agg_loss",
     "set_num_threads", "get_num_threads", "show_config", "reference", "__version__",
 ]
 

@@ -191,3 +191,154 @@ def build_info():
         "cuda": KLKIT_BUILD_CUDA.decode(),
         "compiler": KLKIT_BUILD_COMPILER.decode(),
     }
+
+
+# ---- segments ---------------------------------------------------------------
+# Entry points of kernels/cpu/segment.c (segments.py is the public API).  They
+# check every pointer range the kernel will read, so no caller mistake can
+# become an out-of-bounds read; the user-facing checks with their messages
+# (offsets non-decreasing, mask shape, ...) are done before, in segments.py.
+
+cdef extern from "klkit_cpu.h":
+    int KK_SEG_SUM, KK_SEG_MEAN, KK_SEG_MAX, KK_SEG_LSE
+    int KK_EST_NONE, KK_EST_K1, KK_EST_K2, KK_EST_K3, KK_EST_ABS
+    void kk_seg_packed(int op, int est, int dtype, const void *x, int64_t x_stride,
+                       const int64_t *x_start, const void *y, int64_t y_stride,
+                       const int64_t *y_start, const int64_t *len, int64_t n_seg,
+                       double clamp, double empty, double *out) nogil
+    void kk_seg_padded(int op, int est, int dtype, const void *x, int64_t x_rs,
+                       const void *y, int64_t y_rs, const unsigned char *mask,
+                       int64_t m_rs, int64_t n_rows, int64_t n, double clamp,
+                       double empty, double *out, int64_t *count) nogil
+    void kk_kl_estimate(int est, int dtype, const void *x, const void *y, int64_t n,
+                        double clamp, void *out) nogil
+
+SEG_OPS = {"sum": KK_SEG_SUM, "mean": KK_SEG_MEAN, "max": KK_SEG_MAX, "logsumexp": KK_SEG_LSE}
+ESTIMATORS = {None: KK_EST_NONE, "k1": KK_EST_K1, "k2": KK_EST_K2, "k3": KK_EST_K3,
+              "abs": KK_EST_ABS}
+
+
+cdef int64_t _elem_stride(cnp.ndarray a, str name) except? -1:
+    """Element stride of a 1-D array (any sign, 0 for a broadcast)."""
+    if a.ndim != 1:
+        raise ValueError(f"{name}: expected a 1-D array of values, got {a.ndim}-D")
+    cdef int64_t item = a.itemsize
+    if a.shape[0] <= 1:
+        return 1
+    if a.strides[0] % item != 0:
+        raise ValueError(f"{name}: stride is not a multiple of the item size")
+    return a.strides[0] // item
+
+
+cdef const int64_t *_i64_vector(cnp.ndarray a, int64_t n, str name) except NULL:
+    if a.ndim != 1 or a.shape[0] != n or a.dtype.name != "int64" or not a.flags.c_contiguous:
+        raise ValueError(f"{name}: expected a contiguous int64 vector of length {n}")
+    return <const int64_t *>cnp.PyArray_DATA(a)
+
+
+cdef int _check_ranges(const int64_t *start, const int64_t *ln, int64_t n, int64_t size,
+                       str name) except -1:
+    cdef int64_t i, s, l
+    for i in range(n):
+        s = start[i]
+        l = ln[i]
+        if l < 0 or s < 0 or s > size - l:
+            raise ValueError(f"{name}: sequence {i} ({s}, length {l}) lies outside the "
+                             f"{size} values")
+    return 0
+
+
+def seg_packed(str op, estimator, cnp.ndarray x, y, cnp.ndarray x_start, y_start,
+               cnp.ndarray lens, double clamp, double empty, cnp.ndarray out):
+    """out[s] = reduction of x[x_start[s] : x_start[s] + lens[s]] (seq_kl: of the
+    estimator over the pairs with y[y_start[s] : ...]), float64."""
+    cdef int iop = SEG_OPS[op], est = ESTIMATORS[estimator]
+    cdef int code = _code(x, "values")
+    cdef int64_t xs = _elem_stride(x, "values"), n = lens.shape[0]
+    cdef const int64_t *ln = _i64_vector(lens, n, "lengths")
+    cdef const int64_t *xst = _i64_vector(x_start, n, "offsets")
+    _check_ranges(xst, ln, n, x.shape[0], "values")
+    cdef cnp.ndarray ya, yst_a
+    cdef int64_t ys = 1
+    cdef const void *py = NULL
+    cdef const int64_t *yst = NULL
+    if est != KK_EST_NONE:
+        ya = y
+        yst_a = y_start
+        if _code(ya, "ref_logp") != code:
+            raise ValueError("ref_logp: must have the dtype of logp")
+        ys = _elem_stride(ya, "ref_logp")
+        yst = _i64_vector(yst_a, n, "offsets")
+        _check_ranges(yst, ln, n, ya.shape[0], "ref_logp")
+        py = cnp.PyArray_DATA(ya)
+    if iop == KK_SEG_MAX or iop == KK_SEG_LSE:
+        if est != KK_EST_NONE:
+            raise ValueError("estimator: only sum and mean reduce estimates")
+    cdef double *o = _out_vector(out, n)
+    cdef const void *px = cnp.PyArray_DATA(x)
+    with nogil:
+        kk_seg_packed(iop, est, code, px, xs, xst, py, ys, yst, ln, n, clamp, empty, o)
+
+
+def seg_padded(str op, estimator, cnp.ndarray x, y, mask, double clamp, double empty,
+               cnp.ndarray out, count=None):
+    """out[r] = reduction of the entries of row r of x [B, T] whose mask byte is
+    nonzero (mask None: all); count[r] (int64, optional) = their number."""
+    cdef int iop = SEG_OPS[op], est = ESTIMATORS[estimator]
+    cdef int code = _code(x, "values")
+    cdef int64_t xrs = _row_stride(x, "values"), n_rows = x.shape[0], n = x.shape[1]
+    cdef cnp.ndarray ya, ma, ca
+    cdef int64_t yrs = 0, mrs = 0
+    cdef const void *py = NULL
+    cdef const unsigned char *pm = NULL
+    cdef int64_t *pc = NULL
+    if est != KK_EST_NONE:
+        ya = y
+        if _code(ya, "ref_logp") != code or ya.ndim != 2 or ya.shape[0] != n_rows \
+                or ya.shape[1] != n:
+            raise ValueError("ref_logp: must have the dtype and shape of logp")
+        yrs = _row_stride(ya, "ref_logp")
+        py = cnp.PyArray_DATA(ya)
+    if iop == KK_SEG_MAX or iop == KK_SEG_LSE:
+        if est != KK_EST_NONE:
+            raise ValueError("estimator: only sum and mean reduce estimates")
+    if mask is not None:
+        ma = mask
+        if ma.itemsize != 1 or ma.dtype.kind not in "bu" or ma.ndim != 2 \
+                or ma.shape[0] != n_rows or ma.shape[1] != n:
+            raise ValueError(f"mask: expected a bool array of shape {(n_rows, n)}")
+        mrs = _row_stride(ma, "mask")
+        pm = <const unsigned char *>cnp.PyArray_DATA(ma)
+    if count is not None:
+        ca = count
+        if ca.ndim != 1 or ca.shape[0] != n_rows or ca.dtype.name != "int64" \
+                or not ca.flags.c_contiguous or not ca.flags.writeable:
+            raise ValueError("count: expected a writeable contiguous int64 vector, one per row")
+        pc = <int64_t *>cnp.PyArray_DATA(ca)
+    cdef double *o = _out_vector(out, n_rows)
+    cdef const void *px = cnp.PyArray_DATA(x)
+    with nogil:
+        kk_seg_padded(iop, est, code, px, xrs, py, yrs, pm, mrs, n_rows, n, clamp, empty,
+                      o, pc)
+
+
+def kl_estimate(estimator, cnp.ndarray x, cnp.ndarray y, double clamp, cnp.ndarray out):
+    """out = estimator(x - y) elementwise; x, y, out contiguous of one size
+    (out float32, or float64 for float64 input)."""
+    cdef int est = ESTIMATORS[estimator]
+    if est == KK_EST_NONE:
+        raise ValueError("estimator: required")
+    cdef int code = _code(x, "logp")
+    if _code(y, "ref_logp") != code:
+        raise ValueError("ref_logp: must have the dtype of logp")
+    cdef int64_t n = x.size
+    want = "float64" if code == KK_F64 else "float32"
+    if y.size != n or out.size != n or out.dtype.name != want \
+            or not (x.flags.c_contiguous and y.flags.c_contiguous and out.flags.c_contiguous) \
+            or not out.flags.writeable:
+        raise ValueError(f"out: expected contiguous arrays of {n} values ({want} out)")
+    cdef const void *px = cnp.PyArray_DATA(x)
+    cdef const void *py = cnp.PyArray_DATA(y)
+    cdef void *po = cnp.PyArray_DATA(out)
+    with nogil:
+        kk_kl_estimate(est, code, px, py, n, clamp, po)

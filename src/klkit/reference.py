@@ -1132,3 +1132,372 @@ def softmax_cross_entropy(logits, targets, *, weight=None, ignore_index=-100,
             smooth[keep] = terms.sum(axis=-1)
     return _ce_combine(lp, smooth, tgt, keep, weight, eps, n_classes, reduction,
                        x.shape[:-1], dtype)
+
+
+# ==========================================================================
+# segments: per-sequence reductions and KL estimators (SPEC section 4)
+# ==========================================================================
+#
+# Layouts (the same for every function): packed 1-D ``values`` with n+1
+# non-decreasing ``offsets`` (sequence i is values[offsets[i]:offsets[i+1]]);
+# padded 2-D [B, T] ``values`` with a bool / 0-1 ``mask`` of the same shape
+# (sequence b is the masked entries of row b; no mask: every entry); or a
+# pyarrow ListArray / LargeListArray / ChunkedArray (a null list is an empty
+# sequence).  The twins below cut the input into one float64 array per
+# sequence and reduce each with a plain formula: math.fsum for sums (the
+# correctly rounded sum), the exclude-the-maximum log-sum-exp, and
+#
+#     k3(r) = exp(r) - 1 - r = r^2 sum_{k>=0} r^k / (k+2)!   (|r| <= 2)
+#           = expm1(r) - r                                   (|r| > 2)
+#
+# with r = ref_logp - logp (the series has no cancellation; expm1(r) - r
+# has none beyond |r| = 2).  The argument checks live here and are shared
+# by klkit.segments, so both raise the same errors.
+
+ESTIMATORS = {"k1": "k1", "kl": "k1", "k2": "k2", "mse": "k2", "k3": "k3",
+              "low_var_kl": "k3", "abs": "abs"}
+AGG_MODES = ("token-mean", "seq-mean-token-sum", "seq-mean-token-mean",
+             "seq-mean-token-sum-norm")
+
+__all__ += ["segment_sum", "segment_mean", "segment_max", "segment_logsumexp",
+            "kl_estimate", "seq_kl", "agg_loss"]
+
+
+def _is_arrow(x):
+    return type(x).__module__.split(".")[0] == "pyarrow"
+
+
+def _check_estimator(estimator):
+    if not isinstance(estimator, str) or estimator not in ESTIMATORS:
+        raise ValueError(f"estimator: expected one of {tuple(ESTIMATORS)}, got {estimator!r}")
+    return ESTIMATORS[estimator]
+
+
+def _check_clamp(clamp):
+    """inf for None, else a number >= 0."""
+    if clamp is None:
+        return math.inf
+    try:
+        c = float(clamp)
+    except (TypeError, ValueError):
+        raise TypeError(f"clamp: expected a number >= 0 or None, got {clamp!r}") from None
+    if not c >= 0:
+        raise ValueError(f"clamp: expected a number >= 0 or None, got {clamp!r}")
+    return c
+
+
+def _check_reduce(reduce):
+    if reduce not in ("sum", "mean"):
+        raise ValueError(f"reduce: expected 'sum' or 'mean', got {reduce!r}")
+    return reduce
+
+
+def _check_mode(mode):
+    if not isinstance(mode, str) or mode not in AGG_MODES:
+        raise ValueError(f"mode: expected one of {AGG_MODES}, got {mode!r}")
+    return mode
+
+
+def _check_empty(empty):
+    try:
+        return float(empty)
+    except (TypeError, ValueError):
+        raise TypeError(f"empty: expected a real number, got {empty!r}") from None
+
+
+def _check_count(value, name):
+    """None, or a number >= 0 (global token / sequence counts, lengths)."""
+    if value is None:
+        return None
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name}: expected a number >= 0 or None, got {value!r}") from None
+    if not v >= 0 or v == math.inf:
+        raise ValueError(f"{name}: expected a finite number >= 0 or None, got {value!r}")
+    return v
+
+
+def _check_offsets(offsets, n_values):
+    """(starts, lengths) as int64 from n+1 offsets, checked: integer, 1-D,
+    offsets[0] >= 0, non-decreasing, offsets[-1] <= n_values."""
+    off = np.asarray(offsets)
+    if off.dtype.kind not in "iu":
+        raise TypeError(f"offsets: expected an integer array, got dtype {off.dtype}")
+    if off.ndim != 1 or off.shape[0] < 1:
+        raise ValueError(f"offsets: expected a 1-D array of n+1 positions, got shape {off.shape}")
+    if off.dtype.kind == "u" and off.dtype.itemsize == 8 and off.max() > np.iinfo(np.int64).max:
+        raise ValueError("offsets: values beyond the int64 range")
+    off = off.astype(np.int64, copy=False)
+    if off[0] < 0:
+        raise ValueError(f"offsets: offsets[0] = {off[0]} is negative")
+    lens = np.diff(off)
+    bad = np.flatnonzero(lens < 0)
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(f"offsets: must be non-decreasing, but offsets[{i + 1}] = {off[i + 1]} "
+                         f"< offsets[{i}] = {off[i]}")
+    if off[-1] > n_values:
+        raise ValueError(f"offsets: offsets[-1] = {off[-1]} lies beyond the {n_values} values")
+    return np.ascontiguousarray(off[:-1]), lens
+
+
+def _check_mask(mask, shape):
+    """mask as a bool array of ``shape``: bool as is, integers / floats must
+    be all 0 or 1 (a weight is not a mask)."""
+    m = np.asarray(mask)
+    if m.shape != tuple(shape):
+        raise ValueError(f"mask: shape {m.shape} does not match the values' shape {tuple(shape)}")
+    if m.dtype == np.bool_:
+        return m
+    if m.dtype.kind not in "iuf":
+        raise TypeError(f"mask: expected a bool or 0/1 array, got dtype {m.dtype}")
+    with np.errstate(invalid="ignore"):
+        ok = (m == 0) | (m == 1)
+    if not np.all(ok):
+        raise ValueError("mask: expected booleans or 0/1 values (weights are not masks), "
+                         f"found {m[~ok].flat[0]!r}")
+    return m != 0
+
+
+def _check_layout_args(values, offsets, mask):
+    if offsets is not None and mask is not None:
+        raise ValueError("mask: give offsets (packed values) or mask (padded values), not both")
+    if _is_arrow(values):
+        if offsets is not None:
+            raise ValueError("offsets: an Arrow list array carries its own offsets")
+        if mask is not None:
+            raise ValueError("mask: an Arrow list array takes no mask")
+
+
+def _arrow_chunks(arr, name):
+    import pyarrow as pa
+
+    if isinstance(arr, pa.ChunkedArray):
+        chunks, typ = arr.chunks, arr.type
+    elif isinstance(arr, (pa.ListArray, pa.LargeListArray)):
+        chunks, typ = [arr], arr.type
+    else:
+        raise TypeError(f"{name}: expected a pyarrow ListArray, LargeListArray or ChunkedArray "
+                        f"of lists, got {type(arr).__name__}")
+    if not (pa.types.is_list(typ) or pa.types.is_large_list(typ)):
+        raise TypeError(f"{name}: expected a list type, got {typ}")
+    vt = typ.value_type
+    if not (pa.types.is_floating(vt) or pa.types.is_integer(vt) or pa.types.is_boolean(vt)):
+        raise TypeError(f"{name}: expected lists of numbers, got {typ}")
+    return chunks, vt
+
+
+def _arrow_value_dtype(vt):
+    import pyarrow as pa
+
+    if pa.types.is_boolean(vt):
+        return np.dtype(np.bool_)
+    return np.dtype(vt.to_pandas_dtype())
+
+
+def _ref_sequences(values, offsets, mask, name="values"):
+    """(list of float64 arrays, one per sequence; input dtype; padded T or None)."""
+    _check_layout_args(values, offsets, mask)
+    if _is_arrow(values):
+        chunks, vt = _arrow_chunks(values, name)
+        seqs = []
+        for c in chunks:
+            flat = c.flatten()          # slicing and null lists accounted for
+            if flat.null_count:
+                raise ValueError(f"{name}: a list holds a null value (only whole null lists "
+                                 "are allowed: they are empty sequences)")
+            x = np.asarray(flat.to_numpy(zero_copy_only=False), dtype=np.float64)
+            lens = np.asarray(c.value_lengths().fill_null(0).to_numpy(zero_copy_only=False),
+                              dtype=np.int64)
+            seqs += np.split(x, np.cumsum(lens)[:-1]) if lens.size else []
+        return seqs, _arrow_value_dtype(vt), None
+    x = _as_numeric(values, name, allow_complex=False)
+    dtype = x.dtype
+    x64 = x.astype(np.float64)
+    if offsets is not None:
+        if x.ndim != 1:
+            raise ValueError(f"{name}: packed values (with offsets) must be 1-D, got shape {x.shape}")
+        starts, lens = _check_offsets(offsets, x.shape[0])
+        return [x64[s:s + n] for s, n in zip(starts.tolist(), lens.tolist())], dtype, None
+    if x.ndim != 2:
+        raise ValueError(f"{name}: expected 1-D values with offsets, or 2-D [B, T] values "
+                         f"(with an optional mask), got shape {x.shape}")
+    m = np.ones(x.shape, bool) if mask is None else _check_mask(mask, x.shape)
+    return [row[keep] for row, keep in zip(x64, m)], dtype, x.shape[1]
+
+
+def _fsum(s):
+    if s.size == 0:
+        return 0.0
+    if not np.all(np.isfinite(s)):
+        return float(np.sum(s))                 # inf / NaN rules of IEEE
+    try:
+        return math.fsum(s.tolist())
+    except OverflowError:                       # the exact sum overflows
+        return float(np.sum(s))
+
+
+def _seg_result(vals, dtype):
+    return np.asarray(vals, dtype=np.float64).astype(_result_dtype((None, np.empty(0, dtype))))
+
+
+def _lse(s):
+    m = np.max(s)
+    if not np.isfinite(m):
+        return float(m)                         # NaN, +inf, or all -inf
+    is_max = s == m
+    return float(m) + math.log1p(_fsum(np.exp(s[~is_max] - m)) + (np.count_nonzero(is_max) - 1))
+
+
+def segment_sum(values, offsets=None, *, mask=None, empty=0.0):
+    """Sum of each sequence (correctly rounded float64 sum, then the result dtype)."""
+    empty = _check_empty(empty)
+    seqs, dtype, _ = _ref_sequences(values, offsets, mask)
+    return _seg_result([_fsum(s) if s.size else empty for s in seqs], dtype)
+
+
+def segment_mean(values, offsets=None, *, mask=None, empty=math.nan):
+    """Mean of each sequence: the fsum divided by the length."""
+    empty = _check_empty(empty)
+    seqs, dtype, _ = _ref_sequences(values, offsets, mask)
+    return _seg_result([_fsum(s) / s.size if s.size else empty for s in seqs], dtype)
+
+
+def segment_max(values, offsets=None, *, mask=None, empty=-math.inf):
+    """Maximum of each sequence; NaN if it holds a NaN."""
+    empty = _check_empty(empty)
+    seqs, dtype, _ = _ref_sequences(values, offsets, mask)
+    return _seg_result([float(np.max(s)) if s.size else empty for s in seqs], dtype)
+
+
+def segment_logsumexp(values, offsets=None, *, mask=None, empty=-math.inf):
+    """log(sum(exp(x))) of each sequence: m + log1p(sum over the others of
+    exp(x - m) + (occurrences of m) - 1), m the maximum."""
+    empty = _check_empty(empty)
+    seqs, dtype, _ = _ref_sequences(values, offsets, mask)
+    with np.errstate(invalid="ignore", over="ignore"):
+        return _seg_result([_lse(s) if s.size else empty for s in seqs], dtype)
+
+
+# 1/(k+2)! for k = 0..24: k3(r) = r^2 * sum_k c_k r^k for |r| <= 2
+_K3_SERIES = [1.0 / math.factorial(k + 2) for k in range(25)]
+
+
+def _k3(r):
+    """exp(r) - 1 - r in float64 without cancellation (see the section top)."""
+    r = np.asarray(r, dtype=np.float64)
+    small = np.abs(r) <= 2
+    rs = np.where(small, r, 0.0)
+    p = np.zeros_like(rs)
+    for c in reversed(_K3_SERIES):
+        p = p * rs + c
+    with np.errstate(over="ignore", invalid="ignore"):
+        big = np.expm1(r) - r
+    return np.where(small, rs * rs * p, np.where(r == np.inf, np.inf, big))
+
+
+def _estimate(d, est, clamp):
+    """Per-token estimator of float64 d = logp - ref_logp, clamped to [-c, c]."""
+    with np.errstate(invalid="ignore"):
+        d = np.where(d < -clamp, -clamp, np.where(d > clamp, clamp, d))
+    if est == "k1":
+        return d
+    if est == "k2":
+        return 0.5 * d * d
+    if est == "abs":
+        return np.abs(d)
+    return _k3(-d)
+
+
+def kl_estimate(logp, ref_logp, estimator="k1", *, clamp=None):
+    """Per-token estimate of KL(pi || pi_ref) from sampled-token log-probs,
+    d = logp - ref_logp, r = -d: k1 = d, k2 = d^2/2, k3 = exp(r) - 1 - r,
+    abs = |d| (aliases kl, mse, low_var_kl); ``clamp`` limits d to
+    [-clamp, clamp] first.  logp and ref_logp broadcast."""
+    est = _check_estimator(estimator)
+    c = _check_clamp(clamp)
+    a = _as_numeric(logp, "logp", allow_complex=False)
+    b = _as_numeric(ref_logp, "ref_logp", allow_complex=False)
+    dtype = _result_dtype((logp, a), (ref_logp, b))
+    try:
+        shape = np.broadcast_shapes(a.shape, b.shape)
+    except ValueError:
+        raise ValueError(f"ref_logp: shape {b.shape} does not broadcast with logp's {a.shape}") from None
+    with np.errstate(invalid="ignore"):
+        d = a.astype(np.float64) - b.astype(np.float64)
+    return _finish(np.broadcast_to(_estimate(d, est, c), shape), dtype)
+
+
+def _seq_pairs(logp, ref_logp, offsets, mask):
+    sp, dtp, _ = _ref_sequences(logp, offsets, mask, "logp")
+    sq, dtq, _ = _ref_sequences(ref_logp, offsets, mask, "ref_logp")
+    if not (_is_arrow(logp) or _is_arrow(ref_logp)):
+        if np.shape(logp) != np.shape(ref_logp):
+            raise ValueError(f"ref_logp: shape {np.shape(ref_logp)} does not match logp's "
+                             f"{np.shape(logp)}")
+    if len(sp) != len(sq):
+        raise ValueError(f"ref_logp: {len(sq)} sequences, logp has {len(sp)}")
+    for i, (p, q) in enumerate(zip(sp, sq)):
+        if p.size != q.size:
+            raise ValueError(f"ref_logp: sequence {i} has {q.size} tokens, logp's has {p.size}")
+    dtype = _result_dtype((None, np.empty(0, dtp)), (None, np.empty(0, dtq)))
+    return sp, sq, dtype
+
+
+def seq_kl(logp, ref_logp, offsets=None, *, mask=None, estimator="k1", reduce="sum",
+           clamp=None, empty=0.0):
+    """Per-sequence sum (or mean) of the per-token estimator (kl_estimate)."""
+    est = _check_estimator(estimator)
+    c = _check_clamp(clamp)
+    reduce = _check_reduce(reduce)
+    empty = _check_empty(empty)
+    sp, sq, dtype = _seq_pairs(logp, ref_logp, offsets, mask)
+    out = []
+    with np.errstate(invalid="ignore"):
+        for p, q in zip(sp, sq):
+            if p.size == 0:
+                out.append(empty)
+                continue
+            s = _fsum(_estimate(p - q, est, c))
+            out.append(s / p.size if reduce == "mean" else s)
+    return np.asarray(out, dtype=np.float64).astype(dtype)
+
+
+def agg_loss(values, offsets=None, *, mask=None, mode="token-mean", num_tokens=None,
+             num_seqs=None, norm_length=None):
+    """verl's agg_loss: per-token values to one scalar.
+
+    token-mean               sum of all tokens / num_tokens (default: the token count)
+    seq-mean-token-sum       sum over non-empty sequences of their sums / num_seqs
+    seq-mean-token-mean      sum over non-empty sequences of their means / num_seqs
+    seq-mean-token-sum-norm  sum of all tokens / norm_length (default: T when
+                             padded, else the longest sequence)
+    num_seqs defaults to the number of non-empty sequences.  A zero divisor
+    (all tokens masked) gives 0.0, as verl returns.
+    """
+    mode = _check_mode(mode)
+    num_tokens = _check_count(num_tokens, "num_tokens")
+    num_seqs = _check_count(num_seqs, "num_seqs")
+    norm_length = _check_count(norm_length, "norm_length")
+    seqs, dtype, T = _ref_sequences(values, offsets, mask)
+    dtype = _result_dtype((None, np.empty(0, dtype)))
+    sums = np.array([_fsum(s) for s in seqs], dtype=np.float64)
+    counts = np.array([s.size for s in seqs], dtype=np.float64)
+    nonempty = counts > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if mode == "token-mean":
+            num, den = _fsum(sums), (counts.sum() if num_tokens is None else num_tokens)
+        elif mode == "seq-mean-token-sum":
+            num = _fsum(sums[nonempty])
+            den = np.count_nonzero(nonempty) if num_seqs is None else num_seqs
+        elif mode == "seq-mean-token-mean":
+            num = _fsum(sums[nonempty] / counts[nonempty])
+            den = np.count_nonzero(nonempty) if num_seqs is None else num_seqs
+        else:
+            num = _fsum(sums)
+            if norm_length is None:
+                norm_length = T if T is not None else (counts.max() if counts.size else 0.0)
+            den = norm_length
+        res = 0.0 if den == 0 else num / den
+    return dtype.type(res)

@@ -1,0 +1,282 @@
+/* segment.c: per-sequence (segmented) reductions and the per-token KL
+ * estimators: segment_sum / mean / max / logsumexp, seq_kl, kl_estimate.
+ *
+ * Compiled once per instruction set like dense.c (KK_ISA = base, avx2,
+ * avx512; see CMakeLists.txt), exported names carry that suffix and
+ * dispatch.c routes the public names of klkit_cpu.h.  The scalar math
+ * (estimators, NaN-propagating max, clamp) is in klkit/segment.h, the
+ * log-sum-exp state in klkit/lse.h.
+ *
+ * ---- the canonical reduction order (what makes results reproducible) ----
+ * A sequence of n terms t_0 .. t_{n-1} (its kept values, or the per-token
+ * estimates for seq_kl) is cut into blocks of SEG_BLK terms by position IN
+ * THE SEQUENCE (never by absolute position in the values buffer).  A block is
+ * reduced into LANES independent accumulators (term j of the block goes to
+ * lane j mod LANES) that are combined in a fixed tree, giving one state per
+ * block; the block states are combined left to right.  The order depends on
+ * n only, so a sequence gives the same bits
+ *   - for any thread count (threads only decide who computes which block),
+ *   - alone or inside any batch, at any offset,
+ *   - packed, padded (its kept entries are compacted into a block buffer
+ *     first) or from Arrow (packed with per-sequence starts).
+ * Sums use explicit lanes (not `omp simd` reductions, whose order would
+ * follow the vector width), so segment_sum / mean give the same bits on
+ * every instruction-set build too; max is exact (any order); exp-based
+ * terms (k3, logsumexp) may differ in the last bit between the FMA and
+ * non-FMA builds.
+ *
+ * ---- work split (balanced for skewed lengths) ----
+ * Packed input: one serial O(n_seq) pass cuts the batch into work items:
+ * runs of whole short sequences (<= SEG_BLK terms each) of about GRAIN terms,
+ * and one item per SEG_BLK block of every longer sequence.  Items are
+ * distributed with schedule(dynamic, 1); block states of long sequences go
+ * to a scratch array and are combined in order afterwards.  One 10^6-token
+ * sequence among 10^4 short ones is therefore 245 items like any others.
+ * Padded input: one row per item, schedule(dynamic); every row costs T reads
+ * whatever its mask, so this is balanced for B >= a few times the threads.
+ *
+ * Accumulation: sums in double (LANES = 16 double lanes; with AVX2 four
+ * ymm accumulators, enough to hide the add latency at memory speed); max in
+ * the input precision (exact); log-sum-exp per block as dense.c's chunk_lse
+ * (maximum, then exp(x - max) over the other terms, summed in double).
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include "klkit/segment.h"
+#include "klkit_cpu.h"
+
+#define KK_CAT2(a, b) a##_##b
+#define KK_CAT(a, b) KK_CAT2(a, b)
+#define KK_FN(name) KK_CAT(name, KK_ISA)
+
+enum { SEG_BLK = 4096, LANES = 16, GRAIN = 32768, GROUP_MAX = 4096 };
+/* below this many terms a call stays on the calling thread */
+#define SEG_PAR_MIN 65536
+
+/* A reduction state: SUM/MEAN use a (the sum); MAX uses a (the maximum);
+ * LSE uses (a, b) = (m, s) of lse.h. */
+typedef struct { double a, b; } seg_state;
+
+/* A work item of the packed driver: whole sequences [s0, s1) (blk < 0), or
+ * block blk of sequence s0 whose state goes to parts[part]. */
+typedef struct { int64_t s0, s1, blk, part; } seg_item;
+
+/* arguments of the packed driver (kk_seg_packed) */
+typedef struct {
+    int op, est, dtype;
+    const void *x;
+    int64_t x_stride;
+    const int64_t *x_start;
+    const void *y;
+    int64_t y_stride;
+    const int64_t *y_start;
+    const int64_t *len;
+    double clamp, empty;
+    double *out;
+} seg_args;
+
+/* arguments of the padded driver (kk_seg_padded) */
+typedef struct {
+    int op, est, dtype;
+    const void *x;
+    int64_t x_rs;
+    const void *y;
+    int64_t y_rs;
+    const uint8_t *mask;
+    int64_t m_rs, n;
+    double clamp, empty;
+    double *out;
+    int64_t *count;
+} padded_args;
+
+static seg_state state_empty(int op)
+{
+    seg_state e;
+    if (op == KK_SEG_LSE) { kk_lse_t l = kk_lse_empty(); e.a = l.m; e.b = l.s; }
+    else if (op == KK_SEG_MAX) { e.a = -INFINITY; e.b = 0.0; }
+    else { e.a = 0.0; e.b = 0.0; }
+    return e;
+}
+
+static seg_state state_combine(int op, seg_state x, seg_state y)
+{
+    if (op == KK_SEG_LSE) {
+        kk_lse_t p = { x.a, x.b }, q = { y.a, y.b };
+        kk_lse_t r = kk_lse_combine(p, q);
+        x.a = r.m; x.b = r.s;
+    } else if (op == KK_SEG_MAX) {
+        if (x.a == 0 && y.a == 0)
+            x.a = x.a + y.a;      /* max(-0, +0) = +0 in either order */
+        else
+            x.a = kk_max_nan(x.a, y.a);
+    } else {
+        x.a = x.a + y.a;
+    }
+    return x;
+}
+
+static double state_value(int op, seg_state x, int64_t count, double empty)
+{
+    if (count == 0) return empty;
+    if (op == KK_SEG_LSE) { kk_lse_t l = { x.a, x.b }; return kk_lse_value(l); }
+    if (op == KK_SEG_MEAN) return x.a / (double)count;
+    return x.a;
+}
+
+/* ------------------------------------------------------------------------ */
+/* the precision-specific part, included twice (float, double)               */
+/* ------------------------------------------------------------------------ */
+#define REAL float
+#define REAL_DTYPE KK_F32
+#define R(name) name##_f
+#define EXP kk_expf
+#define K3_XY kk_k3f_xy
+#define K3_XY_SMALL kk_k3f_xy_small
+#define CLAMP kk_clampf
+#define FABS fabsf
+#include "segment_real.inc"
+#undef REAL
+#undef REAL_DTYPE
+#undef R
+#undef EXP
+#undef K3_XY
+#undef K3_XY_SMALL
+#undef CLAMP
+#undef FABS
+
+#define REAL double
+#define REAL_DTYPE KK_F64
+#define R(name) name##_d
+#define EXP kk_exp
+#define K3_XY kk_k3_xy
+#define K3_XY_SMALL kk_k3_xy_small
+#define CLAMP kk_clamp
+#define FABS fabs
+#include "segment_real.inc"
+
+/* ------------------------------------------------------------------------ */
+/* packed driver                                                            */
+/* ------------------------------------------------------------------------ */
+
+/* Cut the batch into items (see the top).  Returns the item count, or -1
+ * when the scratch arrays cannot be allocated (the caller then runs
+ * serially, with the same per-sequence order). */
+static int64_t build_items(const int64_t *len, int64_t n, seg_item **items_out,
+                           int64_t *n_parts_out, int64_t *total_out)
+{
+    int64_t total = 0, cap = 1;
+    for (int64_t s = 0; s < n; s++) {
+        total += len[s];
+        cap += 1 + (len[s] > SEG_BLK ? (len[s] + SEG_BLK - 1) / SEG_BLK : 0);
+    }
+    *total_out = total;
+    seg_item *items = (seg_item *)malloc(sizeof(seg_item) * (size_t)cap);
+    if (!items) return -1;
+    int64_t n_items = 0, n_parts = 0, g0 = -1, cost = 0;
+    for (int64_t s = 0; s < n; s++) {
+        int64_t l = len[s];
+        if (l > SEG_BLK) {
+            if (g0 >= 0) {
+                seg_item it = { g0, s, -1, 0 };
+                items[n_items++] = it;
+                g0 = -1;
+            }
+            int64_t nb = (l + SEG_BLK - 1) / SEG_BLK;
+            for (int64_t b = 0; b < nb; b++) {
+                seg_item it = { s, s + 1, b, n_parts + b };
+                items[n_items++] = it;
+            }
+            n_parts += nb;
+            continue;
+        }
+        if (g0 < 0) { g0 = s; cost = 0; }
+        cost += l + 16;                   /* ~16 terms of per-sequence overhead */
+        if (cost >= GRAIN || s + 1 - g0 >= GROUP_MAX) {
+            seg_item it = { g0, s + 1, -1, 0 };
+            items[n_items++] = it;
+            g0 = -1;
+        }
+    }
+    if (g0 >= 0) {
+        seg_item it = { g0, n, -1, 0 };
+        items[n_items++] = it;
+    }
+    *items_out = items;
+    *n_parts_out = n_parts;
+    return n_items;
+}
+
+void KK_FN(kk_seg_packed)(int op, int est, int dtype, const void *x, int64_t x_stride,
+                          const int64_t *x_start, const void *y, int64_t y_stride,
+                          const int64_t *y_start, const int64_t *len, int64_t n_seg,
+                          double clamp, double empty, double *out)
+{
+    if (n_seg <= 0) return;
+    seg_item *items = NULL;
+    int64_t n_parts = 0, total = 0;
+    int64_t n_items = build_items(len, n_seg, &items, &n_parts, &total);
+    seg_state *parts = NULL;
+    if (n_items >= 0 && n_parts > 0) {
+        parts = (seg_state *)malloc(sizeof(seg_state) * (size_t)n_parts);
+        if (!parts) { free(items); n_items = -1; }
+    }
+    seg_args a = { op, est, dtype, x, x_stride, x_start, y, y_stride, y_start, len,
+                   clamp, empty, out };
+    if (n_items < 0) {                    /* out of memory: serial, same order */
+        if (dtype == KK_F64) packed_serial_d(&a, n_seg);
+        else packed_serial_f(&a, n_seg);
+        return;
+    }
+    int par = total >= SEG_PAR_MIN && n_items > 1;
+    if (dtype == KK_F64) packed_items_d(&a, items, n_items, parts, par);
+    else packed_items_f(&a, items, n_items, parts, par);
+    /* long sequences: their block states in order */
+    for (int64_t i = 0; i < n_items; i++) {
+        if (items[i].blk != 0) continue;
+        int64_t s = items[i].s0, p = items[i].part;
+        int64_t nb = (len[s] + SEG_BLK - 1) / SEG_BLK;
+        seg_state st = parts[p];
+        for (int64_t b = 1; b < nb; b++) st = state_combine(op, st, parts[p + b]);
+        out[s] = state_value(op, st, len[s], empty);
+    }
+    free(parts);
+    free(items);
+}
+
+void KK_FN(kk_seg_padded)(int op, int est, int dtype, const void *x, int64_t x_rs,
+                          const void *y, int64_t y_rs, const uint8_t *mask, int64_t m_rs,
+                          int64_t n_rows, int64_t n, double clamp, double empty,
+                          double *out, int64_t *count)
+{
+    if (n_rows <= 0) return;
+    padded_args a = { op, est, dtype, x, x_rs, y, y_rs, mask, m_rs, n, clamp, empty, out, count };
+    int par = n_rows > 1 && n_rows * n >= SEG_PAR_MIN;
+    if (dtype == KK_F64) padded_rows_d(&a, n_rows, par);
+    else padded_rows_f(&a, n_rows, par);
+}
+
+void KK_FN(kk_kl_estimate)(int est, int dtype, const void *x, const void *y, int64_t n,
+                           double clamp, void *out)
+{
+    if (n <= 0) return;
+    int64_t nb = (n + SEG_BLK - 1) / SEG_BLK;
+    int par = n >= SEG_PAR_MIN;
+#pragma omp parallel if (par)
+    {
+        _Alignas(64) float bxf[SEG_BLK], byf[SEG_BLK];
+#pragma omp for schedule(static)
+        for (int64_t b = 0; b < nb; b++) {
+            int64_t i0 = b * SEG_BLK, m = n - i0 < SEG_BLK ? n - i0 : SEG_BLK;
+            if (dtype == KK_F64) {
+                terms_est_d(est, (const double *)x + i0, (const double *)y + i0, m,
+                            clamp, (double *)out + i0);
+            } else {
+                const float *px = load_f(dtype, x, 1, i0, m, bxf);
+                const float *py = load_f(dtype, y, 1, i0, m, byf);
+                terms_est_f(est, px, py, m, (float)clamp, (float *)out + i0);
+            }
+        }
+    }
+}

@@ -1,0 +1,475 @@
+"""Segmented per-sequence reductions and RLHF KL estimators (SPEC section 4):
+segment_sum, segment_mean, segment_max, segment_logsumexp, kl_estimate,
+seq_kl, agg_loss.
+
+Per-token values (log-ratios, KL estimates, losses) are reduced per sequence.
+Three layouts, accepted by every function here:
+
+* packed: 1-D ``values`` of all tokens back to back and ``offsets``, n+1
+  non-decreasing integer positions (flash-attn's ``cu_seqlens``); sequence i
+  is ``values[offsets[i]:offsets[i+1]]``.  ``offsets[0]`` may be > 0 (the
+  tokens before it are not read), int32 or int64, totals beyond 2^31 tokens
+  work, ``values`` may have any stride (including 0: a broadcast value).
+* padded: 2-D [B, T] ``values`` and a ``mask`` of the same shape; sequence b
+  is the entries of row b where the mask is True.  The mask is bool, or
+  integers / floats that are all 0 or 1 (a ValueError otherwise: a weight is
+  not a mask; bool is the zero-copy fast path).  Entries outside the mask
+  are never used, so NaN in the padding does not leak into a result.
+  Without a mask every entry of the row is kept.
+* Arrow: a pyarrow ListArray / LargeListArray (sliced arrays included), or a
+  ChunkedArray of them (its chunks are reduced one after the other and the
+  results concatenated), of floats or integers.  The child values and the
+  offsets are read in place (zero-copy; a copy only for integer or boolean
+  values, which become float64).  A null list is an empty sequence; a null
+  value inside a list is a ValueError naming the argument.  Results are
+  NumPy arrays.  pyarrow is imported only when an Arrow object is passed.
+
+Results: one value per sequence, float64 for float64 input and float32 for
+float32, float16 and bfloat16 input (integers and bools count as float64);
+torch CPU tensors in give torch tensors out.  An empty sequence gives
+``empty``, never a neighbour's element (np.add.reduceat's behaviour).
+Sums accumulate in float64 whatever the input precision.
+
+Reproducibility: a sequence's result depends only on its own tokens (their
+order and number), not on its position, the other sequences, the layout
+(packed, padded and Arrow give the same bits) or the thread count.  Work is
+balanced when lengths are skewed (kernels/cpu/segment.c explains the block
+split).  Validation (offsets, mask, shapes, option strings) happens before
+any kernel runs; errors are ValueError / TypeError naming the argument.
+
+How to add an op to this family:
+1. Scalar math, if new, in kernels/include/klkit/segment.h (KLKIT_HD, no
+   loops), with its formula and error analysis in the header comment; a new
+   reduction state also needs its empty / combine / value in segment.c.
+2. Its block reducer or term producer in kernels/cpu/segment_real.inc (float
+   and double instantiations); an op code in klkit_cpu.h (kk_segop or
+   kk_est).  The drivers kk_seg_packed / kk_seg_padded and the ISA dispatch
+   in dispatch.c pick it up without change.
+3. Route the name in src/klkit/_cpu.pyx (SEG_OPS / ESTIMATORS).
+4. The public function here (layout parsing is shared: _Layout) and its
+   float64 twin in reference.py (segments section), exported from
+   __init__.py.
+5. Tests in tests/test_segments.py (against the reference and a per-sequence
+   loop written from the formula, layouts, empty segments, contracts), a
+   bench in bench/bench_segments.py and a case in bench/report.py.
+"""
+import math
+
+import numpy as np
+
+from . import _cpu
+from ._backend import KERNEL_DTYPES, as_input, float_input, result_dtype
+from .reference import (_arrow_chunks, _arrow_value_dtype, _check_clamp, _check_count,
+                        _check_empty, _check_estimator, _check_layout_args, _check_mask,
+                        _check_mode, _check_offsets, _check_reduce, _is_arrow)
+
+__all__ = ["segment_sum", "segment_mean", "segment_max", "segment_logsumexp",
+           "kl_estimate", "seq_kl", "agg_loss"]
+
+
+# --------------------------------------------------------------------------
+# layouts
+# --------------------------------------------------------------------------
+
+class _Layout:
+    """One input brought to what the kernels take.
+
+    kind "packed": ``parts`` is a list of (x 1-D, starts int64, lens int64),
+    one per Arrow chunk (one for NumPy input); kind "padded": ``x`` [B, T]
+    with unit column stride and ``mask`` (bool, unit column stride) or None.
+    ``dtype`` is the floating input dtype, ``T`` the padded length or None.
+    """
+
+    def __init__(self, kind, dtype, wrap, parts=None, x=None, mask=None, T=None):
+        self.kind, self.dtype, self.wrap = kind, dtype, wrap
+        self.parts, self.x, self.mask, self.T = parts, x, mask, T
+
+    @property
+    def lens(self):
+        """Lengths of the packed sequences (all chunks)."""
+        if not self.parts:
+            return np.zeros(0, np.int64)
+        return np.concatenate([p[2] for p in self.parts])
+
+
+def _rows_ok(a):
+    """a [B, T] with unit column stride and a row stride in whole items."""
+    if a.shape[1] > 1 and a.strides[1] != a.itemsize:
+        return np.ascontiguousarray(a)
+    if a.shape[0] > 1 and a.strides[0] % a.itemsize:
+        return np.ascontiguousarray(a)
+    return a
+
+
+def _strided_ok(a):
+    """1-D a with a stride in whole items (any sign, 0 included)."""
+    if a.shape[0] > 1 and a.strides[0] % a.itemsize:
+        return np.ascontiguousarray(a)
+    return a
+
+
+def _arrow_values(child, name):
+    """The child values of a list array as a NumPy array, in place if possible."""
+    import pyarrow as pa
+
+    n, off = len(child), child.offset
+    dt = _arrow_value_dtype(child.type)
+    if dt.kind == "b" or pa.types.is_boolean(child.type):
+        x = np.asarray(child.to_numpy(zero_copy_only=False), dtype=bool)
+    elif n == 0:
+        x = np.empty(0, dt)
+    else:
+        x = np.frombuffer(child.buffers()[1], dtype=dt, count=off + n)[off:]
+    return float_input(x, name)
+
+
+def _arrow_part(a, name):
+    """(values, starts, lens) of one ListArray / LargeListArray."""
+    child = a.values                      # the whole child; a slice moves the offsets
+    off = a.offsets.to_numpy(zero_copy_only=False)
+    starts = off[:-1].astype(np.int64)
+    lens = np.diff(off).astype(np.int64)
+    if a.null_count:                      # a null list is empty (its slot may not be)
+        lens[~np.asarray(a.is_valid().to_numpy(zero_copy_only=False), dtype=bool)] = 0
+    x = _arrow_values(child, name)
+    if child.null_count and lens.size:
+        null = ~np.asarray(child.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+        cum = np.concatenate([[0], np.cumsum(null, dtype=np.int64)])
+        bad = np.flatnonzero(cum[starts + lens] - cum[starts])
+        if bad.size:
+            raise ValueError(f"{name}: sequence {int(bad[0])} holds a null value (only whole "
+                             "null lists are allowed: they are empty sequences)")
+    return x, starts, lens
+
+
+def _layout(values, offsets, mask, name="values"):
+    _check_layout_args(values, offsets, mask)
+    if _is_arrow(values):
+        chunks, vt = _arrow_chunks(values, name)
+        parts = [_arrow_part(c, name) for c in chunks]
+        dtype = parts[0][0].dtype if parts else float_input(np.empty(0, _arrow_value_dtype(vt)), name).dtype
+        return _Layout("packed", dtype, _identity, parts=parts)
+    x, wrap = as_input(values, name)
+    x = float_input(x, name)
+    if offsets is not None:
+        if x.ndim != 1:
+            raise ValueError(f"{name}: packed values (with offsets) must be 1-D, got shape {x.shape}")
+        off, _ = as_input(offsets, "offsets")
+        starts, lens = _check_offsets(off, x.shape[0])
+        return _Layout("packed", x.dtype, wrap, parts=[(_strided_ok(x), starts, lens)])
+    if x.ndim != 2:
+        if x.ndim == 1 and mask is None:
+            raise ValueError("offsets: required for 1-D (packed) values; 2-D [B, T] values "
+                             "take a mask instead")
+        raise ValueError(f"{name}: expected 1-D values with offsets, or 2-D [B, T] values with "
+                         f"a mask, got shape {x.shape}")
+    m = None
+    if mask is not None:
+        mk, _ = as_input(mask, "mask")
+        m = _rows_ok(_check_mask(mk, x.shape))
+    return _Layout("padded", x.dtype, wrap, x=_rows_ok(x), mask=m, T=x.shape[1])
+
+
+def _identity(r):
+    return r
+
+
+def _common_dtype(*dtypes):
+    dt = np.result_type(*dtypes)
+    return dt if dt.name in KERNEL_DTYPES else np.dtype(np.float64)
+
+
+def _cast_layout(lay, dtype):
+    if lay.dtype == dtype:
+        return lay
+    if lay.kind == "packed":
+        lay.parts = [(x.astype(dtype), s, n) for x, s, n in lay.parts]
+    else:
+        lay.x = lay.x.astype(dtype)
+    lay.dtype = dtype
+    return lay
+
+
+# --------------------------------------------------------------------------
+# running the kernels
+# --------------------------------------------------------------------------
+
+def _run(op, lay, empty, est=None, other=None, clamp=math.inf, want_counts=False):
+    """float64 result per sequence (and int64 counts when asked)."""
+    if lay.kind == "padded":
+        B = lay.x.shape[0]
+        out = np.empty(B, np.float64)
+        counts = np.empty(B, np.int64) if want_counts else None
+        if B:
+            _cpu.seg_padded(op, est, lay.x, None if other is None else other.x, lay.mask,
+                            clamp, empty, out, counts)
+        return out, counts
+    outs = []
+    for i, (x, starts, lens) in enumerate(lay.parts):
+        out = np.empty(lens.shape[0], np.float64)
+        if lens.shape[0]:
+            y, ystarts = (None, None) if other is None else other.parts[i][:2]
+            _cpu.seg_packed(op, est, x, y, starts, ystarts, lens, clamp, empty, out)
+        outs.append(out)
+    out = np.concatenate(outs) if outs else np.zeros(0, np.float64)
+    return out, (lay.lens if want_counts else None)
+
+
+def _finish(out, lay):
+    res = out.astype(result_dtype(lay.dtype), copy=False)
+    return lay.wrap(res)
+
+
+def _reduce(op, values, offsets, mask, empty):
+    empty = _check_empty(empty)
+    lay = _layout(values, offsets, mask)
+    out, _ = _run(op, lay, empty)
+    return _finish(out, lay)
+
+
+def segment_sum(values, offsets=None, *, mask=None, empty=0.0):
+    """Sum of each sequence.
+
+    ``values`` / ``offsets`` / ``mask``: one of the three layouts of this
+    module (packed + offsets, padded [B, T] + mask, pyarrow list array).
+    ``empty``: the result for an empty sequence (default 0.0).  Returns one
+    value per sequence, float32 (float64 for float64 input).
+
+    Accumulation is in float64 for every input dtype, in a fixed order (16
+    lanes over 4096-token blocks, blocks in sequence order): the error before
+    the final rounding is at most (n/16 + n/4096 + 4) 2^-53 sum|x_i| for n
+    tokens, so float32 / 16-bit results are correctly rounded but for ties
+    and cancellation below that bound, and float64 results are as accurate
+    as numpy's pairwise np.sum.  NaN in a sequence gives NaN for it;
+    +inf and -inf together give NaN (IEEE).
+    """
+    return _reduce("sum", values, offsets, mask, empty)
+
+
+def segment_mean(values, offsets=None, *, mask=None, empty=math.nan):
+    """Mean of each sequence: the float64 sum of :func:`segment_sum` divided by
+    the number of tokens, then rounded once to the result dtype.  An empty
+    sequence gives ``empty`` (default NaN, as np.mean of nothing).  Layouts,
+    dtypes and error bound as :func:`segment_sum`.
+    """
+    return _reduce("mean", values, offsets, mask, empty)
+
+
+def segment_max(values, offsets=None, *, mask=None, empty=-math.inf):
+    """Maximum of each sequence (exact).  NaN anywhere in a sequence gives
+    NaN for it (np.max's rule); max(-0.0, +0.0) is +0.0 in any order.  An
+    empty sequence gives ``empty`` (default -inf, the identity of max).
+    Layouts and dtypes as :func:`segment_sum`.
+    """
+    return _reduce("max", values, offsets, mask, empty)
+
+
+def segment_logsumexp(values, offsets=None, *, mask=None, empty=-math.inf):
+    """log(sum(exp(x))) of each sequence.
+
+    Computed as ``m + log1p(s)`` with m the maximum and s the sum of
+    exp(x - m) over every other token (the exclude-the-maximum form of
+    :func:`klkit.logsumexp`): exact for one dominant token, relative error a
+    few ulp of the result dtype otherwise (exp in the input precision,
+    float32 for 16/32-bit input, the sum in float64).  Special values as
+    logsumexp: NaN gives NaN, +inf gives +inf, all -inf gives -inf.  An
+    empty sequence gives ``empty`` (default -inf, the log of an empty sum).
+    Layouts and dtypes as :func:`segment_sum`.
+    """
+    return _reduce("logsumexp", values, offsets, mask, empty)
+
+
+# --------------------------------------------------------------------------
+# KL estimators
+# --------------------------------------------------------------------------
+
+def kl_estimate(logp, ref_logp, estimator="k1", *, clamp=None):
+    """Per-token estimate of KL(pi || pi_ref) from the log-probs of the sampled
+    tokens under the policy (``logp``) and the reference (``ref_logp``).
+
+    With d = logp - ref_logp and r = -d (Schulman, "Approximating KL
+    divergence", 2020):
+
+    ==========================  ==================  ===========================
+    estimator (verl alias)      value               notes
+    ==========================  ==================  ===========================
+    "k1" ("kl")                 d                   unbiased, high variance
+    "k2" ("mse")                d^2 / 2             biased, >= 0
+    "k3" ("low_var_kl")         exp(r) - 1 - r      unbiased, >= 0, low variance
+    "abs"                       |d|
+    ==========================  ==================  ===========================
+
+    ``clamp=c`` (c >= 0) limits d, equivalently r, to [-c, c] before the
+    estimator (verl clamps at 20); None: no clamp.  Unlike verl's
+    low_var_kl, the k3 value itself is not clipped.
+
+    k3 is computed without cancellation: a series r^2 (1/2 + r/6 + ...) for
+    |r| <= 2 and (exp(r) - 1) - r beyond (kernels/include/klkit/segment.h),
+    so it is >= 0 and accurate for tiny |r| where the usual exp(r) - r - 1
+    is 100% wrong in float32 at |r| = 1e-4 and goes negative.  It is the
+    k3 of the EXACT difference of the two inputs: the rounding error of
+    logp - ref_logp is recovered exactly (TwoSum) and applied as a
+    first-order correction, which matters where k3 is ill-conditioned
+    (k3 ~ e^r for large r).  Error, measured against mpmath at 3000 points
+    over |r| = 1e-8 .. 30, both signs: <= 2.5 ulp for float32 input
+    (<= 1.6 ulp for 99% of them), <= 3 ulp for float64 (99%: <= 2); the
+    largest errors are in the series range 1e-3 < |r| < 0.5
+    (tests/test_segments.py asserts 3 and 4 ulp).  k1, k2, abs: d is
+    rounded once to the working precision (float32 for 16/32-bit input),
+    then exact but for the final rounding of d^2/2 (<= 1.5 ulp).
+
+    Special values: NaN in either input gives NaN; logp = ref_logp = +-inf
+    gives NaN (inf - inf); otherwise infinite d gives k1 = d, k2 = abs =
+    +inf and k3 = +inf (r = +inf included: never NaN from non-NaN input
+    with one finite side).
+
+    logp and ref_logp broadcast; the result has the broadcast shape and is
+    float32 (float64 when the inputs promote to float64).
+    """
+    est = _check_estimator(estimator)
+    c = _check_clamp(clamp)
+    a, wrap = as_input(logp, "logp")
+    b, _ = as_input(ref_logp, "ref_logp")
+    a, b = float_input(a, "logp"), float_input(b, "ref_logp")
+    dtype = _common_dtype(a.dtype, b.dtype)
+    try:
+        shape = np.broadcast_shapes(a.shape, b.shape)
+    except ValueError:
+        raise ValueError(f"ref_logp: shape {b.shape} does not broadcast with logp's "
+                         f"{a.shape}") from None
+    out = np.empty(shape, result_dtype(dtype))
+    if out.size:
+        xa = np.ascontiguousarray(np.broadcast_to(a.astype(dtype, copy=False), shape))
+        xb = np.ascontiguousarray(np.broadcast_to(b.astype(dtype, copy=False), shape))
+        _cpu.kl_estimate(est, xa.reshape(-1), xb.reshape(-1), c, out.reshape(-1))
+    return wrap(out[()] if out.ndim == 0 else out)
+
+
+def _pair_layouts(logp, ref_logp, offsets, mask):
+    """Layouts of logp and ref_logp with one dtype and matching sequences."""
+    if _is_arrow(logp) != _is_arrow(ref_logp):
+        raise TypeError("ref_logp: logp and ref_logp must both be Arrow list arrays or both "
+                        "be arrays")
+    if _is_arrow(logp):
+        import pyarrow as pa
+
+        if isinstance(logp, pa.ChunkedArray) or isinstance(ref_logp, pa.ChunkedArray):
+            cp = logp.chunks if isinstance(logp, pa.ChunkedArray) else [logp]
+            cq = ref_logp.chunks if isinstance(ref_logp, pa.ChunkedArray) else [ref_logp]
+            if [len(c) for c in cp] != [len(c) for c in cq]:
+                # different chunkings: reduce both as one array each (a copy)
+                if isinstance(logp, pa.ChunkedArray):
+                    logp = logp.combine_chunks()
+                if isinstance(ref_logp, pa.ChunkedArray):
+                    ref_logp = ref_logp.combine_chunks()
+    lp = _layout(logp, offsets, mask, "logp")
+    lq = _layout(ref_logp, offsets, mask, "ref_logp")
+    if lp.kind == "padded" or not _is_arrow(logp):
+        sp = lp.x.shape if lp.kind == "padded" else lp.parts[0][0].shape
+        sq = lq.x.shape if lq.kind == "padded" else lq.parts[0][0].shape
+        if lp.kind != lq.kind or sp != sq:
+            raise ValueError(f"ref_logp: shape {np.shape(ref_logp)} does not match logp's "
+                             f"{np.shape(logp)}")
+    else:
+        a, b = lp.lens, lq.lens
+        if a.shape != b.shape:
+            raise ValueError(f"ref_logp: {b.shape[0]} sequences, logp has {a.shape[0]}")
+        bad = np.flatnonzero(a != b)
+        if bad.size:
+            i = int(bad[0])
+            raise ValueError(f"ref_logp: sequence {i} has {b[i]} tokens, logp's has {a[i]}")
+    dtype = _common_dtype(lp.dtype, lq.dtype)
+    return _cast_layout(lp, dtype), _cast_layout(lq, dtype)
+
+
+def seq_kl(logp, ref_logp, offsets=None, *, mask=None, estimator="k1", reduce="sum",
+           clamp=None, empty=0.0):
+    """Per-sequence KL estimate: the sum (``reduce="sum"``, the RLHF sequence
+    KL) or token mean (``reduce="mean"``) of :func:`kl_estimate` over each
+    sequence's tokens.
+
+    logp and ref_logp share one layout: two packed 1-D arrays of the same
+    shape with one ``offsets``, two [B, T] arrays with one ``mask``, or two
+    Arrow list arrays whose list lengths match (else a ValueError naming the
+    first differing sequence; their offsets and chunkings may differ).
+
+    Fused: one pass over logp and ref_logp; the per-token estimates live only
+    in an L1-sized buffer (no per-token temporary).  Each estimate is
+    computed in the working precision exactly as :func:`kl_estimate` (same
+    bits) and summed in float64 in the order of :func:`segment_sum`, so
+    ``seq_kl(p, q, off, estimator=e) == segment_sum(kl_estimate(p, q, e), off)``
+    bitwise for float32 input.  Error: the per-token error of kl_estimate
+    (relative, <= 2.5 ulp of float32 for k3) plus the sum's bound; for k1 with
+    cancellation between tokens, relative to sum|d| rather than to the
+    result.  An empty sequence gives ``empty`` (default 0.0 for both
+    reductions).  Result float32 (float64 for float64 input).
+    """
+    est = _check_estimator(estimator)
+    c = _check_clamp(clamp)
+    reduce = _check_reduce(reduce)
+    empty = _check_empty(empty)
+    lp, lq = _pair_layouts(logp, ref_logp, offsets, mask)
+    out, _ = _run(reduce, lp, empty, est=est, other=lq, clamp=c)
+    return _finish(out, lp)
+
+
+def agg_loss(values, offsets=None, *, mask=None, mode="token-mean", num_tokens=None,
+             num_seqs=None, norm_length=None):
+    """Reduce per-token values (losses) to one scalar, as verl's ``agg_loss``
+    (verl/trainer/ppo/core_algos.py).  With S_i the sum and c_i the token
+    count of sequence i (over the layout's kept tokens):
+
+    ==========================  ==============================================
+    mode                        result
+    ==========================  ==============================================
+    "token-mean"                sum_i S_i / num_tokens  (default sum_i c_i)
+    "seq-mean-token-sum"        sum_{c_i > 0} S_i / num_seqs
+    "seq-mean-token-mean"       sum_{c_i > 0} (S_i / c_i) / num_seqs
+    "seq-mean-token-sum-norm"   sum_i S_i / norm_length  (default: T for
+                                padded input, else the longest sequence)
+    ==========================  ==============================================
+
+    ``num_seqs`` defaults to the number of non-empty sequences (verl
+    excludes fully masked ones).  ``num_tokens`` / ``num_seqs`` let a
+    data-parallel rank divide by the global counts (verl's batch_num_tokens /
+    global_batch_size); the result is then this rank's share (verl also
+    multiplies by dp_size because DDP averages gradients over ranks; do that
+    yourself if you need it).  For "seq-mean-token-sum-norm" this follows
+    SPEC (Dr. GRPO: divide the token sum by a constant); recent verl
+    additionally divides by the number of sequences: pass
+    ``norm_length=T * num_seqs`` for that.
+
+    A zero divisor (an all-masked batch, or a count given as 0) gives 0.0,
+    as verl returns a zero loss there.  Masked-out entries are never read,
+    so NaN in the padding does not reach the result (verl's masked sums
+    multiply by the mask, and 0 * NaN is NaN).
+
+    Per-sequence sums as :func:`segment_sum` (float64), combined in float64
+    and rounded once; returns a NumPy scalar, float32 (float64 for float64
+    input), or a 0-d torch tensor for torch input.
+    """
+    mode = _check_mode(mode)
+    num_tokens = _check_count(num_tokens, "num_tokens")
+    num_seqs = _check_count(num_seqs, "num_seqs")
+    norm_length = _check_count(norm_length, "norm_length")
+    lay = _layout(values, offsets, mask)
+    sums, counts = _run("sum", lay, 0.0, want_counts=True)
+    nonempty = counts > 0
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        if mode == "token-mean":
+            num = np.sum(sums)
+            den = float(np.sum(counts)) if num_tokens is None else num_tokens
+        elif mode == "seq-mean-token-sum":
+            num = np.sum(sums[nonempty])
+            den = float(np.count_nonzero(nonempty)) if num_seqs is None else num_seqs
+        elif mode == "seq-mean-token-mean":
+            num = np.sum(sums[nonempty] / counts[nonempty])
+            den = float(np.count_nonzero(nonempty)) if num_seqs is None else num_seqs
+        else:
+            num = np.sum(sums)
+            if norm_length is None:
+                norm_length = float(lay.T if lay.T is not None
+                                    else (counts.max() if counts.size else 0))
+            den = norm_length
+        res = 0.0 if den == 0 else float(num) / den
+    return lay.wrap(result_dtype(lay.dtype).type(res))
