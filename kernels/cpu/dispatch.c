@@ -1,6 +1,6 @@
-/* dispatch.c: chooses at run time which compiled code path (dense.c and
- * tokens.c, built per instruction set) serves the public entry points of klkit_cpu.h, and
- * wraps the OpenMP thread controls.
+/* dispatch.c: chooses at run time which compiled code path (dense.c,
+ * tokens.c and segment.c, built per instruction set) serves the public
+ * entry points of klkit_cpu.h, and wraps the OpenMP thread controls.
  *
  * x86-64: AVX-512 (F+BW+DQ+VL) if the CPU and OS support it, else AVX2+FMA,
  * else the baseline (SSE2).  Other architectures: the one baseline build.
@@ -22,7 +22,14 @@
                            int64_t, int64_t, int64_t, double, double, double *); \
     void kk_token_rows_##isa(int, const void *, int64_t, int64_t, int64_t,      \
                              const int64_t *, int64_t, double, const void *,   \
-                             double *, double *, double *, double *);
+                             double *, double *, double *, double *);         \
+    void kk_seg_packed_##isa(int, int, int, const void *, int64_t, const int64_t *, \
+                             const void *, int64_t, const int64_t *, const int64_t *, \
+                             int64_t, double, double, double *);               \
+    void kk_seg_padded_##isa(int, int, int, const void *, int64_t, const void *, \
+                             int64_t, const uint8_t *, int64_t, int64_t, int64_t, \
+                             double, double, double *, int64_t *);             \
+    void kk_kl_estimate_##isa(int, int, const void *, const void *, int64_t, double, void *);
 
 typedef struct {
     const char *name;
@@ -33,11 +40,20 @@ typedef struct {
     void (*token_rows)(int, const void *, int64_t, int64_t, int64_t, const int64_t *,
                        int64_t, double, const void *, double *, double *, double *,
                        double *);
+    void (*seg_packed)(int, int, int, const void *, int64_t, const int64_t *, const void *,
+                       int64_t, const int64_t *, const int64_t *, int64_t, double, double,
+                       double *);
+    void (*seg_padded)(int, int, int, const void *, int64_t, const void *, int64_t,
+                       const uint8_t *, int64_t, int64_t, int64_t, double, double, double *,
+                       int64_t *);
+    void (*kl_estimate)(int, int, const void *, const void *, int64_t, double, void *);
     int (*supported)(void);
 } kk_impl;
 
-#define IMPL(isa, test) \
-    { #isa, kk_lse_rows_##isa, kk_softmax_rows_##isa, kk_div_rows_##isa, kk_token_rows_##isa, test }
+#define IMPL(isa, test)                                                        \
+    { #isa, kk_lse_rows_##isa, kk_softmax_rows_##isa, kk_div_rows_##isa,       \
+      kk_token_rows_##isa, kk_seg_packed_##isa, kk_seg_padded_##isa,          \
+      kk_kl_estimate_##isa, test }
 
 static int always(void) { return 1; }
 
@@ -152,54 +168,12 @@ int kk_have_openmp(void)
 #endif
 }
 
-/* ---- segments (segment.c, built per instruction set like dense.c) ----
- * A second table, so that the dense table above stays as it is; the path
- * follows the one chosen for dense.c (kk_isa()). */
-#define SEG_DECLARE(isa)                                                       \
-    void kk_seg_packed_##isa(int, int, int, const void *, int64_t, const int64_t *, \
-                             const void *, int64_t, const int64_t *, const int64_t *, \
-                             int64_t, double, double, double *);               \
-    void kk_seg_padded_##isa(int, int, int, const void *, int64_t, const void *, \
-                             int64_t, const uint8_t *, int64_t, int64_t, int64_t, \
-                             double, double, double *, int64_t *);             \
-    void kk_kl_estimate_##isa(int, int, const void *, const void *, int64_t, double, void *);
-
-typedef struct {
-    const char *name;
-    void (*packed)(int, int, int, const void *, int64_t, const int64_t *, const void *,
-                   int64_t, const int64_t *, const int64_t *, int64_t, double, double,
-                   double *);
-    void (*padded)(int, int, int, const void *, int64_t, const void *, int64_t,
-                   const uint8_t *, int64_t, int64_t, int64_t, double, double, double *,
-                   int64_t *);
-    void (*kl_estimate)(int, int, const void *, const void *, int64_t, double, void *);
-} kk_seg_impl;
-
-#define SEG_IMPL(isa) { #isa, kk_seg_packed_##isa, kk_seg_padded_##isa, kk_kl_estimate_##isa }
-
-SEG_DECLARE(base)
-#if defined(KLKIT_X86_PATHS)
-SEG_DECLARE(avx2)
-SEG_DECLARE(avx512)
-static const kk_seg_impl seg_impls[] = { SEG_IMPL(avx512), SEG_IMPL(avx2), SEG_IMPL(base) };
-#else
-static const kk_seg_impl seg_impls[] = { SEG_IMPL(base) };
-#endif
-
-static const kk_seg_impl *seg_impl(void)
-{
-    const char *name = kk_isa();
-    for (size_t i = 0; i < sizeof(seg_impls) / sizeof(seg_impls[0]); i++)
-        if (strcmp(seg_impls[i].name, name) == 0) return &seg_impls[i];
-    return &seg_impls[sizeof(seg_impls) / sizeof(seg_impls[0]) - 1];
-}
-
 void kk_seg_packed(int op, int est, int dtype, const void *x, int64_t x_stride,
                    const int64_t *x_start, const void *y, int64_t y_stride,
                    const int64_t *y_start, const int64_t *len, int64_t n_seg,
                    double clamp, double empty, double *out)
 {
-    seg_impl()->packed(op, est, dtype, x, x_stride, x_start, y, y_stride, y_start, len,
+    impl()->seg_packed(op, est, dtype, x, x_stride, x_start, y, y_stride, y_start, len,
                        n_seg, clamp, empty, out);
 }
 
@@ -208,12 +182,12 @@ void kk_seg_padded(int op, int est, int dtype, const void *x, int64_t x_rs,
                    int64_t n_rows, int64_t n, double clamp, double empty,
                    double *out, int64_t *count)
 {
-    seg_impl()->padded(op, est, dtype, x, x_rs, y, y_rs, mask, m_rs, n_rows, n, clamp,
+    impl()->seg_padded(op, est, dtype, x, x_rs, y, y_rs, mask, m_rs, n_rows, n, clamp,
                        empty, out, count);
 }
 
 void kk_kl_estimate(int est, int dtype, const void *x, const void *y, int64_t n,
                     double clamp, void *out)
 {
-    seg_impl()->kl_estimate(est, dtype, x, y, n, clamp, out);
+    impl()->kl_estimate(est, dtype, x, y, n, clamp, out);
 }
