@@ -433,3 +433,20 @@ def test_kernel_entry_validates():
         _cpu.token_rows(x, np.array([0, 1], np.int32), -100, 1.0, None, out, None, None, None)
     with pytest.raises(ValueError, match="weight"):
         _cpu.token_rows(x, np.array([0, 1]), -100, 1.0, np.ones(5), out, None, None, np.empty(2))
+
+
+@pytest.mark.parametrize("dtype,temperature", [(np.float32, 1e30), (np.float32, 1e37),
+                                               (np.float32, 3e38), (np.float64, 1e300)])
+def test_extreme_temperature_with_neginf(dtype, temperature):
+    # 1/T so small that the clamp of x - m used by the entropy loops is not
+    # finite: the -inf logit must still have probability 0 (no NaN)
+    x = nasty_array((3, 5000), dtype, "neginf")
+    x[:, 0] = 1.0
+    t = np.array([0, 1, -100])
+    got = kk.token_logprobs(x, t, temperature=temperature, return_entropy=True,
+                            return_lse=True)
+    exp = reference_all(x, t, temperature=temperature)
+    for name in ("logprobs", "entropy", "lse"):
+        check(getattr(got, name), getattr(exp, name), dtype, name)
+    check(kk.entropy(x, temperature=temperature), ref.entropy(to64(x), temperature=temperature),
+          dtype)
