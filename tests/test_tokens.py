@@ -301,6 +301,16 @@ def test_cross_entropy_special_logits():
     x[1, 3] = np.nan
     got = kk.softmax_cross_entropy(x, t, reduction="none")
     assert np.isfinite(got[0]) and np.isnan(got[1])
+    # a whole kernel chunk (2048 classes) of -inf logits: still +inf, not NaN
+    wide = np.zeros((2, 5000), np.float32)
+    wide[:, :3000] = -np.inf
+    tw = np.array([4000, 4999])
+    assert np.all(kk.softmax_cross_entropy(wide, tw, label_smoothing=0.1, reduction="none") == np.inf)
+    w = np.ones(5000)
+    w[:3000] = 0
+    check(kk.softmax_cross_entropy(wide, tw, weight=w, label_smoothing=0.1),
+          ref.softmax_cross_entropy(wide.astype(np.float64), tw, weight=w, label_smoothing=0.1),
+          np.float32)
 
 
 def test_torch_bf16_tensor():

@@ -1128,7 +1128,8 @@ def softmax_cross_entropy(logits, targets, *, weight=None, ignore_index=-100,
         lp[keep] = np.take_along_axis(logp, tgt[keep][:, None], -1)[:, 0]
         if eps:
             # a class of weight 0 contributes nothing, even where log p = -inf
-            terms = logp if weight is None else np.where(weight == 0, 0.0, weight * logp)
+            with np.errstate(invalid="ignore"):
+                terms = logp if weight is None else np.where(weight == 0, 0.0, weight * logp)
             smooth[keep] = terms.sum(axis=-1)
     return _ce_combine(lp, smooth, tgt, keep, weight, eps, n_classes, reduction,
                        x.shape[:-1], dtype)
