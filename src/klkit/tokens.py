@@ -110,8 +110,10 @@ def softmax_cross_entropy(logits, targets, *, weight=None, ignore_index=-100,
     Computed from the same one-pass row kernel as :func:`token_logprobs`
     (the smoothing sum in the same pass), then combined in float64; the
     result is float32 (float64 for float64 logits), a scalar for "mean" and
-    "sum", with the accuracy of :func:`token_logprobs` per position.  Deviation from torch, on purpose: a class of weight 0 adds
-    nothing to the smoothing term even where its logit is -inf (torch gives
+    "sum", with the accuracy of :func:`token_logprobs` per position.
+
+    Deviation from torch, on purpose: a class of weight 0 adds nothing to
+    the smoothing term even where its logit is -inf (torch gives
     0 * -inf = nan there).  A -inf logit of positive weight makes the
     smoothed loss +inf, as in torch.
     """
