@@ -518,3 +518,39 @@ def test_masked_vocabulary_spans(name, dtype):
         q[0, 100] = np.nan
         got = call(kk, name, p, q)
         assert np.isnan(got[0]) and not np.isnan(got[1:]).any()
+
+
+# --------------------------------------------------------------------------
+# edge cases found in review
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_logits_further_apart_than_the_dtype_range(dtype):
+    big = 1e308 if dtype == np.float64 else 3e38
+    x = np.array([big, -big], dtype)
+    assert kk.entropy(x) == 0 and kk.cross_entropy(x, x) == 0
+    # P = (1/2, 1/2), Q one-hot at +big: H(P, Q) = big/2 + log 2 ... finite in float32
+    got = kk.cross_entropy(np.zeros(2, dtype), x)
+    np.testing.assert_allclose(got, ref.cross_entropy(np.zeros(2), x.astype(np.float64)),
+                               rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["entropy", "cross_entropy", "kl_div", "js_div"])
+@pytest.mark.parametrize("dtype,temperature", [(np.float32, 2.9e-39), (np.float32, 1e46),
+                                               (np.float32, 1e38), (np.float64, 1e307)])
+def test_temperatures_beyond_the_working_range(name, dtype, temperature):
+    p = np.array([[0.0, -np.inf, 1.0], [3.0, 2.0, 0.5]], dtype)
+    q = np.array([[0.5, 0.0, 1.0], [3.0, -np.inf, 0.5]], dtype)
+    args = (p,) if name == "entropy" else (p, q)
+    got = getattr(kk, name)(*args, temperature=temperature)
+    want = getattr(ref, name)(*[a.astype(np.float64) for a in args], temperature=temperature)
+    assert got.dtype == out_dtype(dtype)
+    np.testing.assert_allclose(got.astype(np.float64), want, rtol=1e-6, atol=1e-7)
+
+
+def test_kl_nan_in_a_chunk_where_p_is_otherwise_zero():
+    p = np.zeros(2049)
+    p[:2048] = -np.inf
+    p[0] = np.nan
+    assert np.isnan(kk.kl_div(p, np.zeros(2049)))
+    assert np.isnan(kk.kl_div(p.astype(np.float32), np.zeros(2049, np.float32)))

@@ -460,3 +460,40 @@ def test_extreme_temperature_with_neginf(dtype, temperature):
         check(getattr(got, name), getattr(exp, name), dtype, name)
     check(kk.entropy(x, temperature=temperature), ref.entropy(to64(x), temperature=temperature),
           dtype)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_logits_further_apart_than_the_dtype_range(dtype):
+    # max - x overflows the working precision: the entropy terms must not
+    # become 0 * inf = NaN (mpmath: H = 0 up to e^-6e38)
+    big = 1e308 if np.dtype(dtype) == np.float64 else (6e4 if np.dtype(dtype) == np.float16 else 3e38)
+    x = as_dtype([big, -big], dtype)
+    got = kk.token_logprobs(x, np.array(0), return_entropy=True, return_lse=True)
+    assert got.logprobs == 0 and got.entropy == 0 and float(got.lse) == float(to64(x)[0])
+
+
+@pytest.mark.parametrize("dtype,x,temperature", [
+    (np.float32, [3e38, -3e38], 1e38),       # (x - m) overflows float32, (x - m)/T does not
+    (np.float64, [1.7e308, -1.7e308], 1e308),
+    (np.float32, [1.0, 2.0, 0.5], 2.9e-39),   # 1/T overflows float32
+    (np.float32, [0.0, -np.inf, 1.0], 1e46),  # 1/T underflows float32
+    (np.float64, [0.0, -np.inf, 1.0], 1e307),
+])
+def test_temperatures_beyond_the_working_range(dtype, x, temperature):
+    x = np.array(x, dtype)
+    t = np.array([1, 0])
+    xx = np.stack([x, x])
+    got = kk.token_logprobs(xx, t, temperature=temperature, return_entropy=True, return_lse=True)
+    exp = reference_all(xx, t, temperature=temperature)
+    for name in ("logprobs", "entropy", "lse"):
+        check(getattr(got, name), getattr(exp, name), dtype, name)
+
+
+def test_cross_entropy_without_classes_and_smoothing():
+    # C = 0 (every target ignored): nan for every reduction, as torch
+    x = np.zeros((2, 0), np.float32)
+    t = np.full(2, -100)
+    for red in ("mean", "sum"):
+        assert np.isnan(kk.softmax_cross_entropy(x, t, label_smoothing=0.1, reduction=red))
+    assert np.all(np.isnan(kk.softmax_cross_entropy(x, t, label_smoothing=0.1, reduction="none")))
+    assert ref.token_logprobs(x, t).shape == (2,)

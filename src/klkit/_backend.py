@@ -62,6 +62,25 @@ def float_input(a, name):
     raise TypeError(f"{name}: expected a real floating-point array, got dtype {dt}")
 
 
+#: temperatures the kernels of each working precision take as they are:
+#: 1/T must be a normal number of that precision, and T small enough that a
+#: logit difference beyond the precision's range (which overflows to -inf)
+#: has exp((x - m) / T) = 0 anyway.  Outside, 16/32-bit input runs in the
+#: float64 kernels and float64 input in the NumPy reference.
+KERNEL_TEMPERATURES = {"float32": (1e-38, 1e36), "float64": (1e-307, 1e305)}
+
+
+def kernel_precision(dtype, temperature):
+    """The dtype whose kernels handle this temperature ("float32" covers the
+    16-bit types), or None where only the reference does."""
+    work = "float64" if np.dtype(dtype).name == "float64" else "float32"
+    for name in (work, "float64"):
+        lo, hi = KERNEL_TEMPERATURES[name]
+        if lo <= temperature <= hi:
+            return np.dtype(dtype) if name == work else np.dtype(np.float64)
+    return None
+
+
 def result_dtype(dt):
     """float64 for float64 input, float32 for float32 and 16-bit input."""
     return np.dtype(np.float64) if np.dtype(dt).name == "float64" else np.dtype(np.float32)

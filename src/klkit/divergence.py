@@ -14,8 +14,9 @@ Adding an op: see the numbered list at the top of dense.py.
 
 import numpy as np
 
-from . import _cpu
-from ._backend import as_input, float_input, normalize_axes, result_dtype, to_rows, finish
+from . import _cpu, reference
+from ._backend import (as_input, float_input, kernel_precision, normalize_axes, result_dtype,
+                       to_rows, finish)
 from .reference import _check_base, _check_beta, _check_kind, _check_temperature
 
 __all__ = ["entropy", "cross_entropy", "kl_div", "js_div"]
@@ -59,9 +60,16 @@ def _reduce(op, arrays, axis, kind, base, temperature, beta=0.5):
     if axis is None or isinstance(axis, (tuple, list)):
         raise TypeError(f"axis: expected an int (the distribution axis), got {axis!r}")
     (ax,) = normalize_axes(axis, len(shape))
+    work = kernel_precision(dtype, temperature) if kind == "logits" else dtype
+    if work is None:       # 1/T beyond even float64's range: the NumPy twin
+        extra = {"beta": beta} if op == "js_div" else {}
+        r = getattr(reference, op)(*[a.astype(np.float64) for a in arrs], axis=ax, kind=kind,
+                                   base=base, temperature=temperature, **extra)
+        r = np.asarray(r).astype(out_dtype)
+        return wrap(r[()] if r.ndim == 0 else r)
     rows = []
     for a in arrs:
-        a = np.broadcast_to(a.astype(dtype, copy=False), shape)
+        a = np.broadcast_to(a.astype(work, copy=False), shape)
         k, a = _as_logs(a, kind)
         r, kept_shape, _ = to_rows(a, (ax,))
         rows.append(r)
@@ -81,6 +89,10 @@ def entropy(p, axis=-1, *, kind="logits", base=None, temperature=1.0):
     ``kind``: "logits" (P = softmax(p / temperature)), "logprobs" (P = exp(p),
     not renormalised) or "probs" (P = p / sum(p), as scipy.stats.entropy).
     ``base``: None for nats, 2 for bits, any positive number other than 1.
+    ``temperature``: 16/32-bit logits with a temperature outside
+    [1e-38, 1e36] are computed in float64, float64 logits outside
+    [1e-307, 1e305] by the NumPy reference (1/T or the scaled logit
+    differences would leave the working range).
     Result: float32 (float64 for float64 input) with ``axis`` removed.
 
     From logits it is computed as sum_i p_i (m - x_i) + log Z with every term

@@ -1063,7 +1063,7 @@ def token_logprobs(logits, targets, *, temperature=1.0, ignore_index=-100,
     dtype = _result_dtype((logits, x))
     t = _check_temperature(temperature, "logits")
     tgt, ignore_index = _check_targets(targets, x.shape[:-1], x.shape[-1], ignore_index)
-    rows = x.astype(np.float64).reshape(-1, x.shape[-1]) / t
+    rows = x.astype(np.float64).reshape(math.prod(x.shape[:-1]), x.shape[-1]) / t
     keep = tgt != ignore_index
     lp = np.zeros(rows.shape[0])
     ent = np.zeros(rows.shape[0])
@@ -1102,7 +1102,9 @@ def _ce_combine(lp, smooth, tgt, keep, weight, eps, n_classes, reduction, shape,
     """torch's loss from per-row log p_t and sum_c w_c log p_c (float64)."""
     w_t = np.where(keep, 1.0 if weight is None else weight[np.where(keep, tgt, 0)], 0.0)
     nll = np.where(keep, -w_t * lp, 0.0)
-    loss = nll if eps == 0.0 else (1.0 - eps) * nll + (eps / n_classes) * np.where(keep, -smooth, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):   # C = 0: nan, as torch
+        loss = nll if eps == 0.0 else \
+            (1.0 - eps) * nll + (np.float64(eps) / n_classes) * np.where(keep, -smooth, 0.0)
     if reduction == "none":
         return _finish(loss.reshape(shape), dtype)
     total = math.fsum(loss)
@@ -1119,7 +1121,7 @@ def softmax_cross_entropy(logits, targets, *, weight=None, ignore_index=-100,
     n_classes = x.shape[-1]
     weight, eps = _check_ce_options(weight, n_classes, label_smoothing, reduction)
     tgt, ignore_index = _check_targets(targets, x.shape[:-1], n_classes, ignore_index)
-    rows = x.astype(np.float64).reshape(-1, n_classes)
+    rows = x.astype(np.float64).reshape(math.prod(x.shape[:-1]), n_classes)
     keep = tgt != ignore_index
     lp = np.zeros(rows.shape[0])
     smooth = np.zeros(rows.shape[0])

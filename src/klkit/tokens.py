@@ -16,8 +16,8 @@ this family live in kernels/cpu/tokens_rows.inc).
 """
 import numpy as np
 
-from . import _cpu
-from ._backend import as_input, float_input, result_dtype, to_rows
+from . import _cpu, reference
+from ._backend import as_input, float_input, kernel_precision, result_dtype, to_rows
 from .reference import (TokenLogprobs, _ce_combine, _check_ce_options, _check_targets,
                         _check_temperature)
 
@@ -52,7 +52,10 @@ def token_logprobs(logits, targets, *, temperature=1.0, ignore_index=-100,
     target equals ``ignore_index`` gives 0.0 in every output and its row is
     not read; any other target outside [0, V) raises ValueError naming the
     first such position.  ``temperature``: finite, > 0, applied inside the
-    kernel (the input is never modified).
+    kernel (the input is never modified); 16/32-bit logits with a temperature
+    outside [1e-38, 1e36] run in float64, float64 logits outside
+    [1e-307, 1e305] in the NumPy reference (where 1/T or a scaled logit
+    difference would leave the working precision's range).
 
     Returns float32 values of shape [...] (float64 for float64 logits); with
     ``return_entropy`` / ``return_lse`` a :class:`TokenLogprobs` named tuple
@@ -80,6 +83,17 @@ def token_logprobs(logits, targets, *, temperature=1.0, ignore_index=-100,
     """
     t = _check_temperature(temperature, "logits")
     rows, tgt, ignore_index, lead, dtype, wrap = _prepare(logits, targets, ignore_index)
+    work = kernel_precision(rows.dtype, t)
+    if work is None:       # 1/T beyond even float64's range: the NumPy twin
+        x, _ = as_input(logits, "logits")
+        r = reference.token_logprobs(
+            float_input(x, "logits").astype(np.float64), tgt.reshape(lead),
+            temperature=t, ignore_index=ignore_index, return_entropy=return_entropy,
+            return_lse=return_lse)
+        r = r if isinstance(r, tuple) else (r, None, None)
+        out = [None if v is None else _shaped(np.asarray(v), lead, dtype, wrap) for v in r]
+        return out[0] if not (return_entropy or return_lse) else TokenLogprobs(*out)
+    rows = rows.astype(work, copy=False)
     n = rows.shape[0]
     lp = np.empty(n)
     ent = np.empty(n) if return_entropy else None

@@ -91,7 +91,7 @@ static KLKIT_HD double kk_kl_value(double W, double A, double B)
 {
     double a = A / W, b = B / W;
     double kl = b + log1p(a - b);
-    return kl > 0.0 ? kl : 0.0;   /* rounding can leave -tiny; KL >= 0 */
+    return kl < 0.0 ? 0.0 : kl;   /* rounding can leave -tiny; KL >= 0; NaN stays */
 }
 
 /* ---- JS, one element, branch-free (the row loops vectorise it) ----
