@@ -16,7 +16,7 @@ import pytest
 import klkit as kk
 from klkit import _cpu, reference as ref
 
-from conftest import FLOAT_DTYPES, as_dtype, assert_close, nasty_array, out_dtype, to64
+from conftest import BFLOAT16, FLOAT_DTYPES, as_dtype, assert_close, nasty_array, out_dtype, to64
 
 pa = pytest.importorskip("pyarrow")
 
@@ -785,3 +785,40 @@ def test_public_names():
     for name in ALL + ["kl_estimate"]:
         assert name in kk.__all__ and callable(getattr(kk, name))
         assert name in ref.__all__ and callable(getattr(ref, name))
+
+
+# --------------------------------------------------------------------------
+# edge cases found in review
+# --------------------------------------------------------------------------
+
+def test_python_scalars_stay_weak_in_kl_estimate():
+    assert kk.kl_estimate(np.float32([0.1]), 0.5).dtype == np.float32
+    assert kk.kl_estimate(np.float16([0.1]), 1).dtype == np.float32
+    assert kk.kl_estimate(np.float64([0.1]), np.float32(0.5)).dtype == np.float64
+
+
+@pytest.mark.skipif(BFLOAT16 is None, reason="ml_dtypes not installed")
+def test_float16_with_bfloat16():
+    h = np.float16([0.5, 0.1])
+    bf = np.array([0.25, 0.3], BFLOAT16)
+    got = kk.kl_estimate(h, bf, "k2")
+    np.testing.assert_array_equal(got, ref.kl_estimate(h, bf, "k2"))
+    np.testing.assert_array_equal(kk.seq_kl(h, bf, [0, 2]), ref.seq_kl(h, bf, [0, 2]))
+
+
+@pytest.mark.parametrize("dtype,tiny", [(np.float64, 1e-15), (np.float32, 1e-7)])
+def test_k3_clamp_bound_reached_by_rounding(dtype, tiny):
+    # logp - ref_logp rounds onto -20 while the exact difference is beyond:
+    # the clamped k3 is k3(20), no rounding correction on top
+    lp = np.array([-tiny, 0.0], dtype)
+    rp = np.array([20.0, 20.0], dtype)
+    k = kk.kl_estimate(lp, rp, "k3", clamp=20)
+    assert k[0] == k[1]
+
+
+def test_reference_max_of_signed_zeros():
+    for x in (np.float32([0.0, -0.0]), np.float32([-0.0, 0.0])):
+        r = ref.segment_max(x, [0, 2])
+        assert r[0] == 0 and not np.signbit(r[0])
+        assert kk.segment_max(x, [0, 2]).tobytes() == r.tobytes()
+    assert np.signbit(ref.segment_max(np.float32([-0.0, -0.0]), [0, 2])[0])

@@ -1367,11 +1367,20 @@ def segment_mean(values, offsets=None, *, mask=None, empty=math.nan):
     return _seg_result([_fsum(s) / s.size if s.size else empty for s in seqs], dtype)
 
 
+def _max_signed_zero(s):
+    """np.max, with max(-0.0, +0.0) = +0.0 whatever the order (np.max's
+    sign of a zero result follows the element order)."""
+    m = float(np.max(s))
+    if m == 0.0 and np.any((s == 0) & ~np.signbit(s)):
+        return 0.0
+    return m
+
+
 def segment_max(values, offsets=None, *, mask=None, empty=-math.inf):
-    """Maximum of each sequence; NaN if it holds a NaN."""
+    """Maximum of each sequence; NaN if it holds a NaN; +0.0 over {-0.0, +0.0}."""
     empty = _check_empty(empty)
     seqs, dtype, _ = _ref_sequences(values, offsets, mask)
-    return _seg_result([float(np.max(s)) if s.size else empty for s in seqs], dtype)
+    return _seg_result([_max_signed_zero(s) if s.size else empty for s in seqs], dtype)
 
 
 def segment_logsumexp(values, offsets=None, *, mask=None, empty=-math.inf):

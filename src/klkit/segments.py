@@ -174,8 +174,24 @@ def _identity(r):
     return r
 
 
-def _common_dtype(*dtypes):
-    dt = np.result_type(*dtypes)
+def _common_dtype(*operands):
+    """Kernel dtype of several inputs, each given as an input dtype or as an
+    (original object, array) pair.  One shared kernel dtype stays as it is
+    (bfloat16 included); otherwise NumPy's promotion with Python scalars
+    weak and bfloat16 counted as float32 (NumPy has no float16 + bfloat16
+    rule), as the reference does.  Integers and bools give float64."""
+    pairs = [o if isinstance(o, tuple) else (None, o) for o in operands]
+    dts = {np.dtype(d if isinstance(d, np.dtype) else d.dtype) for _, d in pairs}
+    if len(dts) == 1 and next(iter(dts)).name in KERNEL_DTYPES:
+        return next(iter(dts))
+    ops = []
+    for orig, d in pairs:
+        dt = np.dtype(d if isinstance(d, np.dtype) else d.dtype)
+        if type(orig) in (bool, int, float):
+            ops.append(orig)                    # weak, as NumPy 2 and the reference
+        else:
+            ops.append(np.dtype(np.float32) if dt.name == "bfloat16" else dt)
+    dt = np.result_type(*ops)
     return dt if dt.name in KERNEL_DTYPES else np.dtype(np.float64)
 
 
@@ -269,9 +285,12 @@ def segment_logsumexp(values, offsets=None, *, mask=None, empty=-math.inf):
 
     Computed as ``m + log1p(s)`` with m the maximum and s the sum of
     exp(x - m) over every other token (the exclude-the-maximum form of
-    :func:`klkit.logsumexp`): exact for one dominant token, relative error a
-    few ulp of the result dtype otherwise (exp in the input precision,
-    float32 for 16/32-bit input, the sum in float64).  Special values as
+    :func:`klkit.logsumexp`): exact for one dominant token, otherwise an
+    absolute error of a few ulp (of the result dtype) of |m| + log1p(s) (exp
+    in the input precision, float32 for 16/32-bit input, the sum in
+    float64): a few ulp relative, except where the result is much smaller
+    than |m| and the two terms cancel (float32 [-0.3, -1.3956] gives
+    -0.0116, 26 ulp off; compute in float64 if such results matter).  Special values as
     logsumexp: NaN gives NaN, +inf gives +inf, all -inf gives -inf.  An
     empty sequence gives ``empty`` (default -inf, the log of an empty sum).
     Layouts and dtypes as :func:`segment_sum`.
@@ -331,7 +350,7 @@ def kl_estimate(logp, ref_logp, estimator="k1", *, clamp=None):
     a, wrap = as_input(logp, "logp")
     b, _ = as_input(ref_logp, "ref_logp")
     a, b = float_input(a, "logp"), float_input(b, "ref_logp")
-    dtype = _common_dtype(a.dtype, b.dtype)
+    dtype = _common_dtype((logp, a), (ref_logp, b))
     try:
         shape = np.broadcast_shapes(a.shape, b.shape)
     except ValueError:

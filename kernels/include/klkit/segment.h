@@ -176,6 +176,10 @@ static KLKIT_HD float kk_k3f_xy(float x, float y, float c)
     float r = -dc;
     float k = kk_k3f(r);
     float re = dc == d ? -e : 0.0f;             /* clamped: d is not used */
+    /* d rounded onto the clamp bound while the exact difference d + e lies
+     * outside: the clamped value is the bound itself */
+    float out = d * e > 0.0f ? 0.0f : re;
+    re = fabsf(d) == c ? out : re;
     float ad = fabsf(d);
     re = ad <= 3.0e38f ? re : 0.0f;             /* inf / NaN difference */
     float kc = KK_FMAF(re, k + r, k);
@@ -207,6 +211,8 @@ static KLKIT_HD double kk_k3_xy(double x, double y, double c)
     double r = -dc;
     double k = kk_k3(r);
     double re = dc == d ? -e : 0.0;
+    double out = d * e > 0.0 ? 0.0 : re;        /* on the bound, exact value outside */
+    re = fabs(d) == c ? out : re;
     double ad = fabs(d);
     re = ad <= 1.7e308 ? re : 0.0;
     double kc = KK_FMA(re, k + r, k);
