@@ -554,3 +554,20 @@ def test_kl_nan_in_a_chunk_where_p_is_otherwise_zero():
     p[0] = np.nan
     assert np.isnan(kk.kl_div(p, np.zeros(2049)))
     assert np.isnan(kk.kl_div(p.astype(np.float32), np.zeros(2049, np.float32)))
+
+
+@pytest.mark.parametrize("spikes", [(), (800,), (800, 5200, 20000, 20100, 32767), tuple(range(0, 32768, 97))])
+def test_kl_close_rows_with_far_tokens(spikes):
+    # float32 KL sums close tokens (|d| <= 2) with a polynomial phi and
+    # falls back to the exp form for blocks holding a far token; rows that
+    # mix both must agree with the reference and keep their bits
+    rng = np.random.default_rng(11)
+    p = rng.normal(0, 2, (3, 32768)).astype(np.float32)
+    q = (p + rng.normal(0, 0.3, p.shape)).astype(np.float32)
+    for j in spikes:
+        q[:, j] += 6.0
+        q[1, j] -= 12.0
+    got = kk.kl_div(p, q)
+    want = ref.kl_div(p.astype(np.float64), q.astype(np.float64))
+    np.testing.assert_allclose(got, want, rtol=2e-6)
+    assert kk.kl_div(p[1:2], q[1:2])[0].tobytes() == got[1].tobytes()
