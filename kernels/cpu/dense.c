@@ -21,13 +21,7 @@
 #include "klkit/divergence.h"
 #include "klkit_cpu.h"
 
-#define KK_CAT2(a, b) a##_##b
-#define KK_CAT(a, b) KK_CAT2(a, b)
-#define KK_FN(name) KK_CAT(name, KK_ISA)
-
-enum { CHUNK = 2048, BLOCK = 256, TILE = 1 << 16 };
-/* below this many elements a call stays on the calling thread */
-#define PAR_MIN 32768
+enum { TILE = 1 << 16 };
 /* softmax outputs of at least this many bytes are written non-temporally */
 #define STREAM_MIN ((int64_t)16 << 20)
 
@@ -59,14 +53,9 @@ static void stream_fence(void) {}
 #define ROWS_INC "dense_rows.inc"
 #include "precisions.inc"
 
-static int64_t itemsize(int dtype)
-{
-    return dtype == KK_F64 ? 8 : dtype == KK_F32 ? 4 : 2;
-}
-
 static const void *row_at(const void *base, int dtype, int64_t r, int64_t stride)
 {
-    return (const char *)base + r * stride * itemsize(dtype);
+    return (const char *)base + r * stride * kk_itemsize(dtype);
 }
 
 void KK_FN(kk_lse_rows)(int dtype, const void *x, int64_t n_rows, int64_t n,

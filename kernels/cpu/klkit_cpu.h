@@ -12,7 +12,21 @@
 
 #include <stdint.h>
 
+/* dense.c, tokens.c and segment.c are compiled once per instruction set
+ * (KK_ISA = base, avx2, avx512; CMakeLists.txt) and every name they export
+ * carries that suffix: KK_FN(kk_lse_rows) is kk_lse_rows_avx2 in the AVX2
+ * build.  dispatch.c routes the plain names declared here to one of them. */
+#define KK_CAT2(a, b) a##_##b
+#define KK_CAT(a, b) KK_CAT2(a, b)
+#define KK_FN(name) KK_CAT(name, KK_ISA)
+
 enum kk_dtype { KK_F16 = 0, KK_BF16 = 1, KK_F32 = 2, KK_F64 = 3 };
+
+/* bytes per element of a dtype code */
+static inline int kk_itemsize(int dtype)
+{
+    return dtype == KK_F64 ? 8 : dtype == KK_F32 ? 4 : 2;
+}
 enum kk_kind { KK_LOGITS = 0, KK_LOGPROBS = 1 };
 enum kk_divop { KK_ENTROPY = 0, KK_XENT = 1, KK_KL = 2, KK_JS = 3 };
 

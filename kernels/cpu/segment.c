@@ -47,10 +47,6 @@
 #include "klkit/segment.h"
 #include "klkit_cpu.h"
 
-#define KK_CAT2(a, b) a##_##b
-#define KK_CAT(a, b) KK_CAT2(a, b)
-#define KK_FN(name) KK_CAT(name, KK_ISA)
-
 enum { SEG_BLK = 4096, LANES = 16, GRAIN = 32768, GROUP_MAX = 4096 };
 /* below this many terms a call stays on the calling thread */
 #define SEG_PAR_MIN 65536

@@ -16,14 +16,6 @@
 #include "klkit/divergence.h"
 #include "klkit_cpu.h"
 
-#define KK_CAT2(a, b) a##_##b
-#define KK_CAT(a, b) KK_CAT2(a, b)
-#define KK_FN(name) KK_CAT(name, KK_ISA)
-
-enum { CHUNK = 2048, BLOCK = 256 };
-/* below this many elements a call stays on the calling thread */
-#define PAR_MIN 32768
-
 #define ROWS_INC "tokens_rows.inc"
 #include "precisions.inc"
 
@@ -33,7 +25,7 @@ void KK_FN(kk_token_rows)(int dtype, const void *x, int64_t n_rows, int64_t n,
                           const void *weight, double *lp, double *ent,
                           double *lse, double *smooth)
 {
-    int64_t item = dtype == KK_F64 ? 8 : dtype == KK_F32 ? 4 : 2;
+    int64_t item = kk_itemsize(dtype);
     int64_t rows_per_task = n >= 65536 ? 1 : 65536 / (n > 0 ? n : 1);
     int want_ent = ent != NULL, want_smooth = smooth != NULL;
 #pragma omp parallel if (n_rows * n >= PAR_MIN)

@@ -73,11 +73,12 @@ KERNEL_TEMPERATURES = {"float32": (1e-38, 1e36), "float64": (1e-307, 1e305)}
 def kernel_precision(dtype, temperature):
     """The dtype whose kernels handle this temperature ("float32" covers the
     16-bit types), or None where only the reference does."""
-    work = "float64" if np.dtype(dtype).name == "float64" else "float32"
-    for name in (work, "float64"):
+    dt = np.dtype(dtype)
+    candidates = ("float64",) if dt.name == "float64" else ("float32", "float64")
+    for name in candidates:
         lo, hi = KERNEL_TEMPERATURES[name]
         if lo <= temperature <= hi:
-            return np.dtype(dtype) if name == work else np.dtype(np.float64)
+            return dt if name == candidates[0] else np.dtype(np.float64)
     return None
 
 

@@ -17,7 +17,7 @@ this family live in kernels/cpu/tokens_rows.inc).
 import numpy as np
 
 from . import _cpu, reference
-from ._backend import as_input, float_input, kernel_precision, result_dtype, to_rows
+from ._backend import as_input, finish, float_input, kernel_precision, result_dtype, to_rows
 from .reference import (TokenLogprobs, _ce_combine, _check_ce_options, _check_targets,
                         _check_temperature)
 
@@ -35,11 +35,6 @@ def _prepare(logits, targets, ignore_index):
     tgt, ignore_index = _check_targets(t, x.shape[:-1], x.shape[-1], ignore_index)
     rows, lead, _ = to_rows(x, (x.ndim - 1,))
     return rows, tgt, ignore_index, lead, result_dtype(x.dtype), wrap
-
-
-def _shaped(values, lead, dtype, wrap):
-    r = values.reshape(lead).astype(dtype, copy=False)
-    return wrap(r[()] if r.ndim == 0 else r)
 
 
 def token_logprobs(logits, targets, *, temperature=1.0, ignore_index=-100,
@@ -91,7 +86,7 @@ def token_logprobs(logits, targets, *, temperature=1.0, ignore_index=-100,
             temperature=t, ignore_index=ignore_index, return_entropy=return_entropy,
             return_lse=return_lse)
         r = r if isinstance(r, tuple) else (r, None, None)
-        out = [None if v is None else _shaped(np.asarray(v), lead, dtype, wrap) for v in r]
+        out = [None if v is None else finish(np.asarray(v), lead, dtype, wrap) for v in r]
         return out[0] if not (return_entropy or return_lse) else TokenLogprobs(*out)
     rows = rows.astype(work, copy=False)
     n = rows.shape[0]
@@ -100,11 +95,11 @@ def token_logprobs(logits, targets, *, temperature=1.0, ignore_index=-100,
     lse = np.empty(n) if return_lse else None
     if n:
         _cpu.token_rows(rows, tgt, ignore_index, 1.0 / t, None, lp, ent, lse, None)
-    lp = _shaped(lp, lead, dtype, wrap)
+    lp = finish(lp, lead, dtype, wrap)
     if not (return_entropy or return_lse):
         return lp
-    return TokenLogprobs(lp, _shaped(ent, lead, dtype, wrap) if return_entropy else None,
-                         _shaped(lse, lead, dtype, wrap) if return_lse else None)
+    return TokenLogprobs(lp, finish(ent, lead, dtype, wrap) if return_entropy else None,
+                         finish(lse, lead, dtype, wrap) if return_lse else None)
 
 
 def softmax_cross_entropy(logits, targets, *, weight=None, ignore_index=-100,
