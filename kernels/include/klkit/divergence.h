@@ -85,13 +85,44 @@ static KLKIT_HD double kk_xent_value(kk_xent_t a)
 }
 
 /* ---- KL from the P-weighted sums of the shifted log-ratio ---- */
+/* u - log1p(u) for u in [-1/2, 1], without cancellation near 0: with
+ * s = u / (2 + u), log1p(u) = 2 atanh(s) and u - 2 s = s u, so
+ *     u - log1p(u) = s u - 2 (s^3/3 + s^5/5 + ...),
+ * |s| <= 1/3 (the series to s^35, truncation < 1e-18). */
+static KLKIT_HD double kk_u_minus_log1p(double u)
+{
+    double s = u / (2.0 + u), s2 = s * s, t = 0.0;
+    for (int k = 35; k >= 3; k -= 2) t = KK_FMA(t, s2, 1.0 / k);
+    return s * u - 2.0 * s * s2 * t;
+}
+
 /* W = sum w_i, A = sum w_i phi(D_i), B = sum w_i D_i (see the header
- * comment), all finite */
+ * comment), all finite; a = A/W, b = B/W, u = a - b = E_p[e^-D] - 1.
+ * KL = b + log1p(u) cancels b against log1p(u) when the distributions are
+ * close, an error of eps |b| in double; then it is summed as
+ * a - (u - log1p(u)) instead, where a ~ (b^2 + var)/2 and
+ * u - log1p(u) ~ b^2/2 cancel only by the ratio b^2 / var, which the
+ * shift keeps below ~1 (dense_rows.inc). */
 static KLKIT_HD double kk_kl_value(double W, double A, double B)
 {
-    double a = A / W, b = B / W;
-    double kl = b + log1p(a - b);
+    double a = A / W, b = B / W, u = a - b;
+    double kl = u >= -0.5 && u <= 1.0 ? a - kk_u_minus_log1p(u) : b + log1p(u);
     return kl < 0.0 ? 0.0 : kl;   /* rounding can leave -tiny; KL >= 0; NaN stays */
+}
+
+/* The sums at shift c moved to shift c + delta (every D_i -> D_i - delta):
+ * from sum w_i e^-D_i = W + A - B,
+ *     A' = e^delta A + W phi(-delta) - expm1(delta) B,   B' = B - delta W.
+ * The first two terms are >= 0; the third is small when |B| << W |delta|,
+ * as for sums already near their own P-mean, so nothing cancels. */
+static KLKIT_HD void kk_kl_shift_sums(double *W, double *A, double *B, double delta)
+{
+    if (delta == 0.0) return;   /* (also keeps an infinite A from 0 * inf) */
+    double ad = delta < 0.0 ? -delta : delta;
+    double em1 = expm1(delta);
+    double ph = ad <= 0.5 ? kk_phi_series(-delta) : em1 - delta;
+    *A = (*A + em1 * *A) + (*W * ph - em1 * *B);
+    *B = *B - delta * *W;
 }
 
 /* ---- JS, one element, branch-free (the row loops vectorise it) ----

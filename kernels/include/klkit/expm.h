@@ -153,19 +153,6 @@ static KLKIT_HD double kk_exp_neg(double x)
     return kk_exp_neg_unclamped(-746.0 > x ? -746.0 : x);
 }
 
-/* 2^round(x / ln 2): exp(x) within a factor sqrt(2), for weights that need
- * only be roughly right (the KL shift in divergence.h).  x is clamped to the
- * normal range; NaN gives an arbitrary finite value (callers mask it). */
-static KLKIT_HD float kk_exp_roughf(float x)
-{
-    const float shifter = 12582912.0f;
-    float lo = x < -87.0f ? -87.0f : x;
-    x = x > 88.0f ? 88.0f : lo;
-    float t = KK_FMAF(x, 1.44269504088896341f, shifter);
-    int32_t ni = (int32_t)(kk_bits_f32(t) - kk_bits_f32(shifter));
-    return kk_f32_from_bits((uint32_t)(ni + 127) << 23);
-}
-
 /* log(x) for normal, positive, finite x (the callers' arguments lie in
  * (0.3, 3)), vectorisable: x = 2^k f with f in [sqrt(1/2), sqrt(2)), then
  * log f = 2 atanh(s), s = (f - 1)/(f + 1), |s| <= 0.172, by its series to
