@@ -217,28 +217,19 @@ static KLKIT_HD double kk_expm1_small(double r)
 /* phi(d) = exp(-d) - 1 + d >= 0, the per-term Bregman divergence of exp
  * (it is the k3 estimator of Schulman, "Approximating KL divergence", 2020).
  * Directly it cancels for small |d| (the result is ~d^2/2, the terms ~d), so
- * for |d| <= 1/2 it is the series d^2 (1/2 - d/6 + d^2/24 - ...), truncated
- * where the next term is below half an ulp.  Above 1/2 the callers form the
- * weighted term w phi(d) directly as w e^-d - w + w d (losing at most ~3
- * bits: phi(1/2) = 0.107 against terms of size 1), with w e^-d computed as
- * one exp so that it cannot overflow (divergence.h, dense_rows.inc). */
-static KLKIT_HD float kk_phif_series(float d)   /* |d| <= 1/2 */
-{
-    float p = 1.0f / 40320.0f;                  /* (-1)^k / (k+2)!, k = 6..0; */
-                                                /* the next term is 0.4 ulp */
-    p = KK_FMAF(p, d, -1.0f / 5040.0f);
-    p = KK_FMAF(p, d, 1.0f / 720.0f);
-    p = KK_FMAF(p, d, -1.0f / 120.0f);
-    p = KK_FMAF(p, d, 1.0f / 24.0f);
-    p = KK_FMAF(p, d, -1.0f / 6.0f);
-    p = KK_FMAF(p, d, 0.5f);
-    return d * d * p;
-}
+ * near 0 it is d^2 g(d), g = phi / d^2 = sum (-d)^k / (k+2)!: in float for
+ * |d| <= 2 by a fit (kk_phif_wide), in double for |d| <= 1/2 by the series
+ * truncated where the next term is below half an ulp (kk_phi_series).
+ * Beyond, the callers form the weighted term w phi(d) directly as
+ * w e^-d - w + w d (losing at most ~3 bits at |d| = 1/2, where
+ * phi = 0.107 against terms of size 1; ~1.3 bits at |d| = 2), with w e^-d
+ * computed as one exp so that it cannot overflow (divergence.h,
+ * dense_rows.inc). */
 
-/* phi(d) for |d| <= 2 in float: d^2 g(d), g = phi / d^2 = sum (-d)^k / (k+2)!
- * by its degree-10 least-squares Chebyshev fit on [-2, 2] (numpy, against
- * mpmath); relative error of phi <= 1.7e-7 there, exact 0 at d = 0.  Lets
- * the KL loop skip Q's exp where every |d| of a block is <= 2. */
+/* phi(d) for |d| <= 2 in float: d^2 g(d) with g by its degree-10
+ * least-squares Chebyshev fit on [-2, 2] (numpy, against mpmath); relative
+ * error of phi <= 1.7e-7 there, exact 0 at d = 0.  Lets the KL loop skip
+ * Q's exp where every |d| of a block is <= 2. */
 static KLKIT_HD float kk_phif_wide(float d)   /* |d| <= 2 */
 {
     float p = 2.22978436e-09f;
