@@ -95,7 +95,9 @@ def cpu_model() -> str:
 
 
 # --------------------------------------------------------------------------
-# cases (the issue's targets; shapes for the full run and for --quick)
+# cases (the issue's targets; shapes for the full run and for --quick).  The
+# issue relaxes its targets to <= 2.5x on machines with AVX2 but no AVX-512:
+# the targets below that carry the pair (with AVX-512, without).
 # --------------------------------------------------------------------------
 
 @dataclass
@@ -122,9 +124,9 @@ CASES = [
     Case("lsm", "log_softmax rows", "log_softmax", BIG, (1024, 16384), "float32",
          target=5.5),
     Case("lse_f64", "logsumexp rows", "logsumexp", (1024, 4096), (256, 4096), "float64",
-         target=2.0),
+         target=(2.0, 2.5)),
     Case("lse_1d", "logsumexp 1-D", "logsumexp", (10**7,), (2 * 10**6,), "float64",
-         target=2.0),
+         target=(2.0, 2.5)),
     Case("kl", "kl_div rows (logits)", "kl_div", PAIR, (512, 16384), "float32",
          roles=("p", "q"), target=(1.6, 2.5)),
     Case("ce", "cross_entropy rows (logits)", "cross_entropy", PAIR, (512, 16384), "float32",
