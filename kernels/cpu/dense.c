@@ -77,8 +77,14 @@ void KK_FN(kk_lse_rows)(int dtype, const void *x, int64_t n_rows, int64_t n,
             int64_t r = it / tiles, t = it % tiles;
             const void *row = row_at(x, dtype, r, row_stride);
             int64_t i0 = t * TILE, i1 = tiles == 1 ? n : (i0 + TILE < n ? i0 + TILE : n);
-            kk_lse_t s = dtype == KK_F64 ? span_lse_d(dtype, row, i0, i1, buf_d)
-                                         : span_lse_f(dtype, row, i0, i1, buf_f);
+            /* the start of the next item (this thread's, under the static
+             * schedule), prefetched during the last chunk: short rows would
+             * otherwise start every row from memory */
+            const void *after = it + 1 == n_rows * tiles ? NULL
+                              : i1 < n ? (const char *)row + i1 * kk_itemsize(dtype)
+                                       : row_at(x, dtype, r + 1, row_stride);
+            kk_lse_t s = dtype == KK_F64 ? span_lse_d(dtype, row, i0, i1, after, buf_d)
+                                         : span_lse_f(dtype, row, i0, i1, after, buf_f);
             if (tiles == 1)
                 out[r] = kk_lse_value(s);
             else
