@@ -19,7 +19,11 @@
  * non-negative terms and KL ~ A: no cancellation even when KL ~ 1e-15, and
  * the weights p_i enter only at second order (the KL is the Jensen gap of
  * exp over p, which is stationary in p), so float32 weights are enough.
- * Dx_i is formed exactly (TwoSum, Knuth TAOCP 4.2.2) before the shift.
+ * Dx_i is formed exactly (TwoSum, Knuth TAOCP 4.2.2) before the shift, or
+ * in float from the rounded difference where that provably moves KL by less
+ * than u/2 relative (kl_rounded_diff_ok, dense_rows.inc).  The sums are
+ * formed per chunk at the chunk's own shift and moved to a common one
+ * (kk_kl_shift_sums below).
  *
  * JS with mixture M = beta P + (1 - beta) Q is summed in Bregman form:
  *     beta KL(P||M) + (1-beta) KL(Q||M)
