@@ -26,10 +26,9 @@ input once with np.max), the speed-up of klkit over each competitor, and a
 PASS/MISS column of klkit's multiple against the issue's target.  The
 multiple is also measured a second way, as the median ratio of 11
 interleaved (floor, klkit) pairs of calls ("klkit, paired"), a cross-check
-against this shared machine's drift between the medians; it is not the
-verdict, because there every klkit call follows a single-threaded one and
-pays the wake-up of its idle thread pool (on this VM up to ~1 ms, which
-weighs on the few-ms float64 cases).
+against this shared machine's drift between the medians (both estimates
+move with the load of the moment; the verdict keeps the issue's
+definition, the ratio of medians).
 
 Threads: klkit (kk.set_num_threads), torch (torch.set_num_threads) and any
 BLAS/OpenMP pool (threadpoolctl, if installed) are set to N (default 2).
@@ -191,8 +190,7 @@ def paired_multiple(fn, floor_fns):
     """klkit's multiple of the floor as the median of PAIRS interleaved
     (floor, klkit) pairs of calls, with its range: a cross-check of the
     table's ratio of medians, which the speed of this shared machine can
-    drift between (each pair sees one moment, but klkit's threads start idle
-    after the single-threaded floor)."""
+    drift between."""
     ratios = []
     for _ in range(PAIRS):
         t0 = time.perf_counter()
