@@ -129,8 +129,9 @@ def kl_div(p, q, axis=-1, *, kind="logits", base=None, temperature=1.0):
     phi(D) = exp(-D) - 1 + D and D, D the logit difference shifted by its
     approximate P-mean (divergence.h); no term cancels.  Measured against
     mpmath for logits differing by 1e-6..1e-8: relative error ~1e-7 (float32
-    input) and ~2e-16 (float64); over 360 random float32 rows of any spread
-    (differences 1e-6..3, offsets, temperatures 0.3..3) <= 4e-7.
+    input) and ~2e-16 (float64); over 420 random float32 rows of any spread
+    (differences 1e-6..3, offsets, temperatures 0.3..3) <= 4e-7, over 120
+    float64 rows <= 2e-15.
     KL >= 0 always and KL(P||P) == 0 exactly.  P > 0 where Q = 0 gives +inf, P = 0 terms give 0.
 
     kind="logprobs" (not renormalised) sums the Bregman form

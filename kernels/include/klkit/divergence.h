@@ -117,11 +117,15 @@ static KLKIT_HD double kk_kl_value(double W, double A, double B)
 /* The sums at shift c moved to shift c + delta (every D_i -> D_i - delta):
  * from sum w_i e^-D_i = W + A - B,
  *     A' = e^delta A + W phi(-delta) - expm1(delta) B,   B' = B - delta W.
- * The first two terms are >= 0; the third is small when |B| << W |delta|,
- * as for sums already near their own P-mean, so nothing cancels. */
+ * The first two terms are >= 0; with |B| <= sqrt(W A) (sums near their own
+ * P-mean: b^2 <= a, as the callers keep them) the third cancels at most a
+ * factor (1 + x + x^2/2) / (1 - x + x^2/2) <= 6 of them, x = |delta|/sqrt(a):
+ * less than 3 bits of a double. */
 static KLKIT_HD void kk_kl_shift_sums(double *W, double *A, double *B, double delta)
 {
-    if (delta == 0.0) return;   /* (also keeps an infinite A from 0 * inf) */
+    /* nothing to move (this also keeps 0 * inf out of an infinite A, and
+     * out of empty sums with a huge delta) */
+    if (delta == 0.0 || (*W == 0.0 && *A == 0.0 && *B == 0.0)) return;
     double ad = delta < 0.0 ? -delta : delta;
     double em1 = expm1(delta);
     double ph = ad <= 0.5 ? kk_phi_series(-delta) : em1 - delta;
