@@ -9,6 +9,9 @@
  * target without FMA would be a libm call per element and stop vectorisation.
  * Nothing below relies on the fusion for correctness; it only tightens
  * rounding.
+ *
+ * It also holds the other primitives every header builds on: bit casts and
+ * the exact rounding error of a difference (kk_diff_err).
  */
 #ifndef KLKIT_CONFIG_H
 #define KLKIT_CONFIG_H
@@ -44,5 +47,20 @@ static KLKIT_HD uint32_t kk_bits_f32(float f) { union { float f; uint32_t u; } c
 static KLKIT_HD double kk_f64_from_bits(uint64_t u) { union { uint64_t u; double f; } c = { u }; return c.f; }
 static KLKIT_HD uint64_t kk_bits_f64(double f) { union { double f; uint64_t u; } c = { f }; return c.u; }
 #endif
+
+/* The rounding error of d = fl(x - y): d + kk_diff_err(x, y, d) == x - y
+ * exactly (TwoSum, Knuth TAOCP 4.2.2; no FMA needed, and it survives -O3
+ * without -ffast-math).  Inf or NaN operands give NaN. */
+static KLKIT_HD float kk_diff_errf(float x, float y, float d)
+{
+    float bb = d - x;
+    return (x - (d - bb)) + (-y - bb);
+}
+
+static KLKIT_HD double kk_diff_err(double x, double y, double d)
+{
+    double bb = d - x;
+    return (x - (d - bb)) + (-y - bb);
+}
 
 #endif

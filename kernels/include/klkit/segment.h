@@ -159,7 +159,7 @@ static KLKIT_HD double kk_k3(double r)
 /* k3 of the EXACT difference r = y - x of two inputs (x = logp, y =
  * ref_logp), d = x - y clamped to [-c, c] first.  The difference is rounded
  * to s = fl(x - y) with error e = (x - y) - s found exactly by TwoSum
- * (Knuth; needs no FMA and survives -O3 without -ffast-math), and
+ * (kk_diff_err), and
  *     k3(r + re) = k3(r) + re * expm1(r) + O(re^2),   re = -e,
  * with expm1(r) = k3(r) + r: so the rounding of the difference costs no
  * accuracy even where k3 is ill-conditioned in r (k3 ~ e^r at large r, where
@@ -170,8 +170,7 @@ static KLKIT_HD double kk_k3(double r)
 static KLKIT_HD float kk_k3f_xy(float x, float y, float c)
 {
     float d = x - y;
-    float bb = d - x;
-    float e = (x - (d - bb)) + (-y - bb);
+    float e = kk_diff_errf(x, y, d);
     float dc = kk_clampf(d, c);
     float r = -dc;
     float k = kk_k3f(r);
@@ -194,8 +193,7 @@ static KLKIT_HD float kk_k3f_xy(float x, float y, float c)
 static KLKIT_HD float kk_k3f_xy_small(float x, float y)
 {
     float d = x - y;
-    float bb = d - x;
-    float e = (x - (d - bb)) + (-y - bb);
+    float e = kk_diff_errf(x, y, d);
     float r = -d;
     float k = kk_k3f_series(r);
     float kc = KK_FMAF(-e, k + r, k);
@@ -205,8 +203,7 @@ static KLKIT_HD float kk_k3f_xy_small(float x, float y)
 static KLKIT_HD double kk_k3_xy(double x, double y, double c)
 {
     double d = x - y;
-    double bb = d - x;
-    double e = (x - (d - bb)) + (-y - bb);
+    double e = kk_diff_err(x, y, d);
     double dc = kk_clamp(d, c);
     double r = -dc;
     double k = kk_k3(r);
@@ -224,8 +221,7 @@ static KLKIT_HD double kk_k3_xy(double x, double y, double c)
 static KLKIT_HD double kk_k3_xy_small(double x, double y)
 {
     double d = x - y;
-    double bb = d - x;
-    double e = (x - (d - bb)) + (-y - bb);
+    double e = kk_diff_err(x, y, d);
     double r = -d;
     double k = kk_k3_series(r);
     double kc = KK_FMA(-e, k + r, k);
