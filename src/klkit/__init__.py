@@ -1,6 +1,6 @@
 """klkit: fast, exact log-space probability math.
 
-Public functions (SPEC.md): logsumexp, softmax, log_softmax (dense.py);
+Public functions: logsumexp, softmax, log_softmax (dense.py);
 entropy, cross_entropy, kl_div, js_div (divergence.py); token_logprobs,
 softmax_cross_entropy (tokens.py); segment_sum, segment_mean, segment_max,
 segment_logsumexp, kl_estimate, seq_kl, agg_loss (segments.py); the
@@ -9,7 +9,7 @@ pure-NumPy twin of each in ``klkit.reference``; thread controls and
 """
 from importlib.metadata import PackageNotFoundError, version as _version
 
-from . import _cpu, reference
+from . import _args, _kernels, reference
 from .dense import log_softmax, logsumexp, softmax
 from .divergence import cross_entropy, entropy, js_div, kl_div
 from .tokens import TokenLogprobs, softmax_cross_entropy, token_logprobs
@@ -35,15 +35,12 @@ def set_num_threads(n):
     """Number of OpenMP threads the kernels use (the default follows
     OMP_NUM_THREADS, else the core count).  threadpoolctl limits the same
     pool.  Results do not depend on it."""
-    n = int(n)
-    if n < 1:
-        raise ValueError(f"n: expected a thread count >= 1, got {n}")
-    _cpu.set_num_threads(n)
+    _kernels.set_num_threads(_args.threads(n))
 
 
 def get_num_threads():
     """Number of OpenMP threads the next kernel call may use."""
-    return _cpu.get_num_threads()
+    return _kernels.get_num_threads()
 
 
 def show_config(file=None):
@@ -51,7 +48,7 @@ def show_config(file=None):
     import platform
     import sys
 
-    info = _cpu.build_info()
+    info = _kernels.build_info()
     lines = [
         f"klkit {__version__}",
         f"python {platform.python_version()} on {platform.machine()}; numpy "

@@ -21,8 +21,8 @@ How to add an op to this family:
 """
 import numpy as np
 
-from . import _cpu, reference
-from ._backend import as_input, float_input, normalize_axes, result_dtype, to_rows
+from . import _args, _kernels
+from ._arrays import as_input, float_input, result_dtype, to_rows
 
 __all__ = ["logsumexp", "softmax", "log_softmax"]
 
@@ -55,13 +55,14 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
     """
     a, wrap = as_input(a, "a")
     if b is not None or return_sign or a.dtype.kind == "c":
-        res = reference.logsumexp(a, axis=axis, b=b, keepdims=keepdims, return_sign=return_sign)
+        res = _kernels.twin("logsumexp")(a, axis=axis, b=b, keepdims=keepdims,
+                                         return_sign=return_sign)
         return tuple(wrap(r) for r in res) if return_sign else wrap(res)
     a = float_input(a, "a")
-    axes = normalize_axes(axis, a.ndim)
+    axes = _args.axes(axis, a.ndim)
     rows, kept_shape, _ = to_rows(a, axes)
     out = np.empty(rows.shape[0], np.float64)
-    _cpu.lse_rows(rows, out)
+    _kernels.backend(rows).lse_rows(rows, out)
     res = out.astype(result_dtype(a.dtype), copy=False)
     if keepdims:
         res = res.reshape(tuple(1 if i in axes else n for i, n in enumerate(a.shape)))
@@ -74,26 +75,19 @@ def _softmax_family(x, axis, out, log):
     name = "log_softmax" if log else "softmax"
     x, wrap = as_input(x, "x")
     if x.dtype.kind == "c":
-        return wrap(getattr(reference, name)(x, axis=axis, out=out))
+        return wrap(_kernels.twin(name)(x, axis=axis, out=out))
     x = float_input(x, "x")
     dtype = result_dtype(x.dtype)
     if out is not None:
-        if not isinstance(out, np.ndarray) or out.shape != x.shape or out.dtype != dtype:
-            raise ValueError(f"out: expected a numpy array of shape {x.shape} and dtype "
-                             f"{dtype}, got {getattr(out, 'shape', type(out))} "
-                             f"{getattr(out, 'dtype', '')}".rstrip())
-        if not out.flags.writeable:
-            raise ValueError("out: array is read-only")
-        if np.may_share_memory(out, x):
-            raise ValueError("out: must not overlap the input")
-    axes = normalize_axes(axis, x.ndim)
+        _args.out(out, x, dtype)
+    axes = _args.axes(axis, x.ndim)
     rows, _, moved_shape = to_rows(x, axes)
     trailing = axes == tuple(range(x.ndim - len(axes), x.ndim))
     target = out if out is not None else np.empty(x.shape, dtype)
     direct = trailing and target.flags.c_contiguous
     dest = target.reshape(rows.shape) if direct else np.empty(rows.shape, dtype)
     if rows.size:
-        _cpu.softmax_rows(rows, log, dest)
+        _kernels.backend(rows, dest).softmax_rows(rows, log, dest)
     if not direct:
         kept = [i for i in range(x.ndim) if i not in axes]
         order = np.argsort(kept + list(axes))

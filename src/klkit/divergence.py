@@ -14,20 +14,11 @@ Adding an op: see the numbered list at the top of dense.py.
 
 import numpy as np
 
-from . import _cpu, reference
-from ._backend import (as_input, float_input, kernel_precision, normalize_axes, result_dtype,
-                       to_rows, finish)
-from .reference import _check_base, _check_beta, _check_kind, _check_temperature
+from . import _args, _kernels
+from ._arrays import (as_input, common_dtype, finish, float_input, kernel_precision,
+                      result_dtype, to_rows)
 
 __all__ = ["entropy", "cross_entropy", "kl_div", "js_div"]
-
-
-def _check_options(kind, base, temperature):
-    """(log of base or None, temperature): the reference's checks, so both
-    raise the same errors."""
-    _check_kind(kind)
-    t = _check_temperature(temperature, kind)
-    return (None if base is None else _check_base(base)), t
 
 
 def _as_logs(a, kind):
@@ -41,30 +32,26 @@ def _as_logs(a, kind):
 
 
 def _reduce(op, arrays, axis, kind, base, temperature, beta=0.5):
-    log_base, temperature = _check_options(kind, base, temperature)
+    kind = _args.kind(kind)
+    temperature = _args.temperature(temperature, kind)
+    log_base = _args.log_base(base)
     names = ("p", "q")
     inputs = [as_input(a, n) for a, n in zip(arrays, names)]
     wrap = inputs[0][1]
     arrs = [float_input(a, n) for (a, _), n in zip(inputs, names)]
-    dtype = np.result_type(*[a.dtype for a in arrs])
-    if dtype.name not in ("float16", "bfloat16", "float32", "float64"):
-        dtype = np.dtype(np.float64)
+    dtype = common_dtype(*[(orig, a.dtype) for orig, a in zip(arrays, arrs)])
     try:
         shape = np.broadcast_shapes(*[a.shape for a in arrs])
     except ValueError:
         raise ValueError(f"p, q: shapes {arrs[0].shape} and {arrs[1].shape} "
                          "do not broadcast") from None
     out_dtype = result_dtype(dtype)
-    if len(shape) == 0:
-        raise ValueError("p: expected at least one dimension (the distribution axis)")
-    if axis is None or isinstance(axis, (tuple, list)):
-        raise TypeError(f"axis: expected an int (the distribution axis), got {axis!r}")
-    (ax,) = normalize_axes(axis, len(shape))
+    ax = _args.distribution_axis(axis, len(shape))
     work = kernel_precision(dtype, temperature) if kind == "logits" else dtype
     if work is None:       # 1/T beyond even float64's range: the NumPy twin
         extra = {"beta": beta} if op == "js_div" else {}
-        r = getattr(reference, op)(*[a.astype(np.float64) for a in arrs], axis=ax, kind=kind,
-                                   base=base, temperature=temperature, **extra)
+        r = _kernels.twin(op)(*[a.astype(np.float64) for a in arrs], axis=ax, kind=kind,
+                              base=base, temperature=temperature, **extra)
         r = np.asarray(r).astype(out_dtype)
         return wrap(r[()] if r.ndim == 0 else r)
     rows = []
@@ -76,8 +63,8 @@ def _reduce(op, arrays, axis, kind, base, temperature, beta=0.5):
     n_rows = rows[0].shape[0]
     out = np.empty(n_rows, np.float64)
     if n_rows:
-        _cpu.div_rows(op, k, rows[0], rows[1] if len(rows) > 1 else None,
-                      1.0 / temperature, float(beta), out)
+        _kernels.backend(*rows).div_rows(op, k, rows[0], rows[1] if len(rows) > 1 else None,
+                                         1.0 / temperature, float(beta), out)
     if log_base is not None:
         out /= log_base
     return finish(out, kept_shape, out_dtype, wrap)
@@ -151,5 +138,5 @@ def js_div(p, q, axis=-1, *, beta=0.5, kind="logits", base=None, temperature=1.0
     identical P and Q keep relative accuracy (~1e-15 for float64 input;
     float32 input is limited by the rounding of its own log-ratios).  ``kind``, ``base``, ``temperature`` as :func:`entropy`.
     """
-    beta = _check_beta(beta)
+    beta = _args.beta(beta)
     return _reduce("js_div", (p, q), axis, kind, base, temperature, beta)

@@ -57,11 +57,8 @@ import math
 
 import numpy as np
 
-from . import _cpu
-from ._backend import KERNEL_DTYPES, as_input, float_input, result_dtype
-from .reference import (_arrow_chunks, _arrow_value_dtype, _check_clamp, _check_count,
-                        _check_empty, _check_estimator, _check_layout_args, _check_mask,
-                        _check_mode, _check_offsets, _check_reduce, _is_arrow)
+from . import _args, _kernels
+from ._arrays import as_input, common_dtype, float_input, is_arrow, result_dtype
 
 __all__ = ["segment_sum", "segment_mean", "segment_max", "segment_logsumexp",
            "kl_estimate", "seq_kl", "agg_loss"]
@@ -108,46 +105,13 @@ def _strided_ok(a):
     return a
 
 
-def _arrow_values(child, name):
-    """The child values of a list array as a NumPy array, in place if possible."""
-    import pyarrow as pa
-
-    n, off = len(child), child.offset
-    dt = _arrow_value_dtype(child.type)
-    if dt.kind == "b" or pa.types.is_boolean(child.type):
-        x = np.asarray(child.to_numpy(zero_copy_only=False), dtype=bool)
-    elif n == 0:
-        x = np.empty(0, dt)
-    else:
-        x = np.frombuffer(child.buffers()[1], dtype=dt, count=off + n)[off:]
-    return float_input(x, name)
-
-
-def _arrow_part(a, name):
-    """(values, starts, lens) of one ListArray / LargeListArray."""
-    child = a.values                      # the whole child; a slice moves the offsets
-    off = a.offsets.to_numpy(zero_copy_only=False)
-    starts = off[:-1].astype(np.int64)
-    lens = np.diff(off).astype(np.int64)
-    if a.null_count:                      # a null list is empty (its slot may not be)
-        lens[~np.asarray(a.is_valid().to_numpy(zero_copy_only=False), dtype=bool)] = 0
-    x = _arrow_values(child, name)
-    if child.null_count and lens.size:
-        null = ~np.asarray(child.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
-        cum = np.concatenate([[0], np.cumsum(null, dtype=np.int64)])
-        bad = np.flatnonzero(cum[starts + lens] - cum[starts])
-        if bad.size:
-            raise ValueError(f"{name}: sequence {int(bad[0])} holds a null value (only whole "
-                             "null lists are allowed: they are empty sequences)")
-    return x, starts, lens
-
-
 def _layout(values, offsets, mask, name="values"):
-    _check_layout_args(values, offsets, mask)
-    if _is_arrow(values):
-        chunks, vt = _arrow_chunks(values, name)
-        parts = [_arrow_part(c, name) for c in chunks]
-        dtype = parts[0][0].dtype if parts else float_input(np.empty(0, _arrow_value_dtype(vt)), name).dtype
+    arrow = is_arrow(values)
+    _args.layout(arrow, offsets, mask)
+    if arrow:
+        from . import _arrow
+
+        parts, dtype = _arrow.packed(values, name)
         return _Layout("packed", dtype, _identity, parts=parts)
     x, wrap = as_input(values, name)
     x = float_input(x, name)
@@ -155,7 +119,7 @@ def _layout(values, offsets, mask, name="values"):
         if x.ndim != 1:
             raise ValueError(f"{name}: packed values (with offsets) must be 1-D, got shape {x.shape}")
         off, _ = as_input(offsets, "offsets")
-        starts, lens = _check_offsets(off, x.shape[0])
+        starts, lens = _args.offsets(off, x.shape[0])
         return _Layout("packed", x.dtype, wrap, parts=[(_strided_ok(x), starts, lens)])
     if x.ndim != 2:
         if x.ndim == 1 and mask is None:
@@ -166,33 +130,12 @@ def _layout(values, offsets, mask, name="values"):
     m = None
     if mask is not None:
         mk, _ = as_input(mask, "mask")
-        m = _rows_ok(_check_mask(mk, x.shape))
+        m = _rows_ok(_args.mask(mk, x.shape))
     return _Layout("padded", x.dtype, wrap, x=_rows_ok(x), mask=m, T=x.shape[1])
 
 
 def _identity(r):
     return r
-
-
-def _common_dtype(*operands):
-    """Kernel dtype of several inputs, each given as an input dtype or as an
-    (original object, array) pair.  One shared kernel dtype stays as it is
-    (bfloat16 included); otherwise NumPy's promotion with Python scalars
-    weak and bfloat16 counted as float32 (NumPy has no float16 + bfloat16
-    rule), as the reference does.  Integers and bools give float64."""
-    pairs = [o if isinstance(o, tuple) else (None, o) for o in operands]
-    dts = {np.dtype(d if isinstance(d, np.dtype) else d.dtype) for _, d in pairs}
-    if len(dts) == 1 and next(iter(dts)).name in KERNEL_DTYPES:
-        return next(iter(dts))
-    ops = []
-    for orig, d in pairs:
-        dt = np.dtype(d if isinstance(d, np.dtype) else d.dtype)
-        if type(orig) in (bool, int, float):
-            ops.append(orig)                    # weak, as NumPy 2 and the reference
-        else:
-            ops.append(np.dtype(np.float32) if dt.name == "bfloat16" else dt)
-    dt = np.result_type(*ops)
-    return dt if dt.name in KERNEL_DTYPES else np.dtype(np.float64)
 
 
 def _cast_layout(lay, dtype):
@@ -217,7 +160,7 @@ def _run(op, lay, empty, est=None, other=None, clamp=math.inf, want_counts=False
         out = np.empty(B, np.float64)
         counts = np.empty(B, np.int64) if want_counts else None
         if B:
-            _cpu.seg_padded(op, est, lay.x, None if other is None else other.x, lay.mask,
+            _kernels.backend(lay.x).seg_padded(op, est, lay.x, None if other is None else other.x, lay.mask,
                             clamp, empty, out, counts)
         return out, counts
     outs = []
@@ -225,7 +168,8 @@ def _run(op, lay, empty, est=None, other=None, clamp=math.inf, want_counts=False
         out = np.empty(lens.shape[0], np.float64)
         if lens.shape[0]:
             y, ystarts = (None, None) if other is None else other.parts[i][:2]
-            _cpu.seg_packed(op, est, x, y, starts, ystarts, lens, clamp, empty, out)
+            _kernels.backend(x).seg_packed(op, est, x, y, starts, ystarts, lens, clamp, empty,
+                                           out)
         outs.append(out)
     out = np.concatenate(outs) if outs else np.zeros(0, np.float64)
     return out, (lay.lens if want_counts else None)
@@ -237,7 +181,7 @@ def _finish(out, lay):
 
 
 def _reduce(op, values, offsets, mask, empty):
-    empty = _check_empty(empty)
+    empty = _args.empty(empty)
     lay = _layout(values, offsets, mask)
     out, _ = _run(op, lay, empty)
     return _finish(out, lay)
@@ -345,12 +289,12 @@ def kl_estimate(logp, ref_logp, estimator="k1", *, clamp=None):
     logp and ref_logp broadcast; the result has the broadcast shape and is
     float32 (float64 when the inputs promote to float64).
     """
-    est = _check_estimator(estimator)
-    c = _check_clamp(clamp)
+    est = _args.estimator(estimator)
+    c = _args.clamp(clamp)
     a, wrap = as_input(logp, "logp")
     b, _ = as_input(ref_logp, "ref_logp")
     a, b = float_input(a, "logp"), float_input(b, "ref_logp")
-    dtype = _common_dtype((logp, a), (ref_logp, b))
+    dtype = common_dtype((logp, a.dtype), (ref_logp, b.dtype))
     try:
         shape = np.broadcast_shapes(a.shape, b.shape)
     except ValueError:
@@ -360,30 +304,24 @@ def kl_estimate(logp, ref_logp, estimator="k1", *, clamp=None):
     if out.size:
         xa = np.ascontiguousarray(np.broadcast_to(a.astype(dtype, copy=False), shape))
         xb = np.ascontiguousarray(np.broadcast_to(b.astype(dtype, copy=False), shape))
-        _cpu.kl_estimate(est, xa.reshape(-1), xb.reshape(-1), c, out.reshape(-1))
+        _kernels.backend(xa, xb).kl_estimate(est, xa.reshape(-1), xb.reshape(-1), c,
+                                             out.reshape(-1))
     return wrap(out[()] if out.ndim == 0 else out)
 
 
 def _pair_layouts(logp, ref_logp, offsets, mask):
     """Layouts of logp and ref_logp with one dtype and matching sequences."""
-    if _is_arrow(logp) != _is_arrow(ref_logp):
+    arrow = is_arrow(logp)
+    if arrow != is_arrow(ref_logp):
         raise TypeError("ref_logp: logp and ref_logp must both be Arrow list arrays or both "
                         "be arrays")
-    if _is_arrow(logp):
-        import pyarrow as pa
+    if arrow:
+        from . import _arrow
 
-        if isinstance(logp, pa.ChunkedArray) or isinstance(ref_logp, pa.ChunkedArray):
-            cp = logp.chunks if isinstance(logp, pa.ChunkedArray) else [logp]
-            cq = ref_logp.chunks if isinstance(ref_logp, pa.ChunkedArray) else [ref_logp]
-            if [len(c) for c in cp] != [len(c) for c in cq]:
-                # different chunkings: reduce both as one array each (a copy)
-                if isinstance(logp, pa.ChunkedArray):
-                    logp = logp.combine_chunks()
-                if isinstance(ref_logp, pa.ChunkedArray):
-                    ref_logp = ref_logp.combine_chunks()
+        logp, ref_logp = _arrow.same_chunking(logp, ref_logp)
     lp = _layout(logp, offsets, mask, "logp")
     lq = _layout(ref_logp, offsets, mask, "ref_logp")
-    if lp.kind == "padded" or not _is_arrow(logp):
+    if not arrow:
         sp = lp.x.shape if lp.kind == "padded" else lp.parts[0][0].shape
         sq = lq.x.shape if lq.kind == "padded" else lq.parts[0][0].shape
         if lp.kind != lq.kind or sp != sq:
@@ -397,7 +335,7 @@ def _pair_layouts(logp, ref_logp, offsets, mask):
         if bad.size:
             i = int(bad[0])
             raise ValueError(f"ref_logp: sequence {i} has {b[i]} tokens, logp's has {a[i]}")
-    dtype = _common_dtype(lp.dtype, lq.dtype)
+    dtype = common_dtype((None, lp.dtype), (None, lq.dtype))
     return _cast_layout(lp, dtype), _cast_layout(lq, dtype)
 
 
@@ -423,10 +361,10 @@ def seq_kl(logp, ref_logp, offsets=None, *, mask=None, estimator="k1", reduce="s
     result.  An empty sequence gives ``empty`` (default 0.0 for both
     reductions).  Result float32 (float64 for float64 input).
     """
-    est = _check_estimator(estimator)
-    c = _check_clamp(clamp)
-    reduce = _check_reduce(reduce)
-    empty = _check_empty(empty)
+    est = _args.estimator(estimator)
+    c = _args.clamp(clamp)
+    reduce = _args.reduce(reduce)
+    empty = _args.empty(empty)
     lp, lq = _pair_layouts(logp, ref_logp, offsets, mask)
     out, _ = _run(reduce, lp, empty, est=est, other=lq, clamp=c)
     return _finish(out, lp)
@@ -467,10 +405,10 @@ def agg_loss(values, offsets=None, *, mask=None, mode="token-mean", num_tokens=N
     and rounded once; returns a NumPy scalar, float32 (float64 for float64
     input), or a 0-d torch tensor for torch input.
     """
-    mode = _check_mode(mode)
-    num_tokens = _check_count(num_tokens, "num_tokens")
-    num_seqs = _check_count(num_seqs, "num_seqs")
-    norm_length = _check_count(norm_length, "norm_length")
+    mode = _args.mode(mode)
+    num_tokens = _args.count(num_tokens, "num_tokens")
+    num_seqs = _args.count(num_seqs, "num_seqs")
+    norm_length = _args.count(norm_length, "norm_length")
     lay = _layout(values, offsets, mask)
     sums, counts = _run("sum", lay, 0.0, want_counts=True)
     nonempty = counts > 0

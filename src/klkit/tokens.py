@@ -14,14 +14,23 @@ bits of a row do not depend on the thread count or on the other rows.
 Adding an op: see the numbered list at the top of dense.py (row kernels of
 this family live in kernels/cpu/tokens_rows.inc).
 """
+import math
+from typing import NamedTuple
+
 import numpy as np
 
-from . import _cpu, reference
-from ._backend import as_input, finish, float_input, kernel_precision, result_dtype, to_rows
-from .reference import (TokenLogprobs, _ce_combine, _check_ce_options, _check_targets,
-                        _check_temperature)
+from . import _args, _kernels
+from ._arrays import as_input, finish, float_input, kernel_precision, result_dtype, to_rows
 
 __all__ = ["token_logprobs", "softmax_cross_entropy", "TokenLogprobs"]
+
+
+class TokenLogprobs(NamedTuple):
+    """token_logprobs(..., return_entropy=..., return_lse=...): the fields
+    not asked for are None."""
+    logprobs: object
+    entropy: object
+    lse: object
 
 
 def _prepare(logits, targets, ignore_index):
@@ -31,10 +40,31 @@ def _prepare(logits, targets, ignore_index):
     x = float_input(x, "logits")
     if x.ndim == 0:
         raise ValueError("logits: expected at least one dimension (the class axis, last)")
+    ignore_index = _args.ignore_index(ignore_index)
     t, _ = as_input(targets, "targets")
-    tgt, ignore_index = _check_targets(t, x.shape[:-1], x.shape[-1], ignore_index)
+    tgt = _args.targets(t, x.shape[:-1], x.shape[-1], ignore_index)
     rows, lead, _ = to_rows(x, (x.ndim - 1,))
     return rows, tgt, ignore_index, lead, result_dtype(x.dtype), wrap
+
+
+def _loss(lp, smooth, tgt, keep, weight, eps, n_classes, reduction):
+    """torch's cross-entropy (aten LossNLL.cpp) from each row's log p_t and
+    smoothing sum sum_c w_c log p_c, in float64:
+        loss_i = (1 - eps) (-w[t_i] log p_i[t_i]) + eps / C (-sum_c w_c log p_i[c]),
+    0 where t_i is ignored; "mean" divides the (exactly rounded) sum by the
+    sum of w[t_i] over the kept positions, so all ignored gives 0/0 = nan."""
+    w_t = np.where(keep, 1.0 if weight is None else weight[np.where(keep, tgt, 0)], 0.0)
+    nll = np.where(keep, -w_t * lp, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):   # C = 0: nan, as torch
+        loss = nll if eps == 0.0 else \
+            (1.0 - eps) * nll + (np.float64(eps) / n_classes) * np.where(keep, -smooth, 0.0)
+    if reduction == "none":
+        return loss
+    total = math.fsum(loss)
+    if reduction == "mean":
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.float64(total) / np.float64(math.fsum(w_t))
+    return np.float64(total)
 
 
 def token_logprobs(logits, targets, *, temperature=1.0, ignore_index=-100,
@@ -76,12 +106,12 @@ def token_logprobs(logits, targets, *, temperature=1.0, ignore_index=-100,
     -inf elsewhere (scipy's log_softmax rules), entropy NaN; an all -inf row
     gives NaN; a -inf target logit in a finite row gives -inf.
     """
-    t = _check_temperature(temperature, "logits")
+    t = _args.temperature(temperature)
     rows, tgt, ignore_index, lead, dtype, wrap = _prepare(logits, targets, ignore_index)
     work = kernel_precision(rows.dtype, t)
     if work is None:       # 1/T beyond even float64's range: the NumPy twin
         x, _ = as_input(logits, "logits")
-        r = reference.token_logprobs(
+        r = _kernels.twin("token_logprobs")(
             float_input(x, "logits").astype(np.float64), tgt.reshape(lead),
             temperature=t, ignore_index=ignore_index, return_entropy=return_entropy,
             return_lse=return_lse)
@@ -94,7 +124,8 @@ def token_logprobs(logits, targets, *, temperature=1.0, ignore_index=-100,
     ent = np.empty(n) if return_entropy else None
     lse = np.empty(n) if return_lse else None
     if n:
-        _cpu.token_rows(rows, tgt, ignore_index, 1.0 / t, None, lp, ent, lse, None)
+        _kernels.backend(rows).token_rows(rows, tgt, ignore_index, 1.0 / t, None, lp, ent, lse,
+                                          None)
     lp = finish(lp, lead, dtype, wrap)
     if not (return_entropy or return_lse):
         return lp
@@ -128,10 +159,10 @@ def softmax_cross_entropy(logits, targets, *, weight=None, ignore_index=-100,
     """
     rows, tgt, ignore_index, lead, dtype, wrap = _prepare(logits, targets, ignore_index)
     n_classes = rows.shape[1]
-    w_in = None
-    if weight is not None:
-        w_in, _ = as_input(weight, "weight")
-    w64, eps = _check_ce_options(w_in, n_classes, label_smoothing, reduction)
+    reduction = _args.reduction(reduction)
+    eps = _args.label_smoothing(label_smoothing)
+    w64 = _args.class_weights(None if weight is None else as_input(weight, "weight")[0],
+                              n_classes)
     n = rows.shape[0]
     lp = np.empty(n)
     smooth = np.empty(n) if eps else None
@@ -140,8 +171,8 @@ def softmax_cross_entropy(logits, targets, *, weight=None, ignore_index=-100,
         if eps and w64 is not None:
             wk = np.ascontiguousarray(w64, dtype=np.float64 if rows.dtype == np.float64
                                       else np.float32)
-        _cpu.token_rows(rows, tgt, ignore_index, 1.0, wk, lp, None, None, smooth)
+        _kernels.backend(rows).token_rows(rows, tgt, ignore_index, 1.0, wk, lp, None, None,
+                                          smooth)
     keep = tgt != ignore_index
-    res = _ce_combine(lp, smooth if eps else None, tgt, keep, w64, eps, n_classes,
-                      reduction, lead, dtype)
-    return wrap(res)
+    loss = _loss(lp, smooth, tgt, keep, w64, eps, n_classes, reduction)
+    return finish(loss, lead if reduction == "none" else (), dtype, wrap)

@@ -1,26 +1,31 @@
-"""Input handling shared by the public modules: array conversion (numpy,
-torch CPU tensors), the dtype rules of SPEC section 0, axis normalisation,
-and the [rows, n] layout the C kernels take.
+"""Arrays in and out of the public functions: conversion of numpy, torch
+and Arrow-free inputs, the one dtype promotion rule, and the row layout
+(leading shape) the kernels take.
 
 Nothing here computes; it decides which array the kernels see and what the
-caller gets back.
+caller gets back.  Device arrays (torch CUDA tensors, CuPy arrays) are
+refused by the backend seam (_kernels.py).
 """
-import operator
-
 import numpy as np
 
-try:  # numpy >= 1.25
-    from numpy.exceptions import AxisError
-except ImportError:  # pragma: no cover
-    AxisError = np.AxisError
+from . import _kernels
 
+#: the floating dtypes the kernels read as they are
 KERNEL_DTYPES = ("float16", "bfloat16", "float32", "float64")
+
+
+def _module(x):
+    return type(x).__module__.split(".")[0]
+
+
+def is_arrow(x):
+    """Whether x is a pyarrow object (tested without importing pyarrow)."""
+    return _module(x) == "pyarrow"
 
 
 def _torch_to_numpy(t, name):
     if t.device.type != "cpu":
-        raise TypeError(f"{name}: tensors on {t.device.type} need klkit's CUDA kernels, "
-                        "which this build does not have")
+        raise _kernels.no_backend(name, f"tensors on {t.device.type}")
     t = t.detach().resolve_conj().resolve_neg()
     if str(t.dtype) == "torch.bfloat16":
         import ml_dtypes
@@ -29,24 +34,27 @@ def _torch_to_numpy(t, name):
     return t.numpy()
 
 
-def as_input(x, name):
-    """(numpy array, wrap) where wrap turns a numpy result into the caller's type."""
-    mod = type(x).__module__
-    if mod.startswith("torch") and hasattr(x, "numpy"):
-        import torch
+def _torch_out(r):
+    import torch
 
-        def wrap(r):
-            return torch.from_numpy(np.ascontiguousarray(r)) if isinstance(r, np.ndarray) \
-                else torch.tensor(r)
-        return _torch_to_numpy(x, name), wrap
-    if mod.startswith("cupy"):
-        raise TypeError(f"{name}: CuPy arrays need klkit's CUDA kernels, which this build "
-                        "does not have")
-    return np.asarray(x), _identity
+    return torch.from_numpy(np.ascontiguousarray(r)) if isinstance(r, np.ndarray) \
+        else torch.tensor(r)
 
 
 def _identity(r):
     return r
+
+
+def as_input(x, name):
+    """(numpy array, wrap) where wrap turns a numpy result into the caller's
+    type: torch CPU tensors in give torch tensors out (zero-copy views both
+    ways), anything else np.asarray accepts gives numpy."""
+    mod = _module(x)
+    if mod == "torch" and hasattr(x, "numpy"):
+        return _torch_to_numpy(x, name), _torch_out
+    if mod == "cupy":
+        raise _kernels.no_backend(name, "CuPy arrays")
+    return np.asarray(x), _identity
 
 
 def float_input(a, name):
@@ -62,24 +70,26 @@ def float_input(a, name):
     raise TypeError(f"{name}: expected a real floating-point array, got dtype {dt}")
 
 
-#: temperatures the kernels of each working precision take as they are:
-#: 1/T must be a normal number of that precision, and T small enough that a
-#: logit difference beyond the precision's range (which overflows to -inf)
-#: has exp((x - m) / T) = 0 anyway.  Outside, 16/32-bit input runs in the
-#: float64 kernels and float64 input in the NumPy reference.
-KERNEL_TEMPERATURES = {"float32": (1e-38, 1e36), "float64": (1e-307, 1e305)}
+def common_dtype(*operands):
+    """The dtype several inputs are computed in, each operand given as an
+    (original object or None, dtype) pair, the dtype that of float_input.
 
-
-def kernel_precision(dtype, temperature):
-    """The dtype whose kernels handle this temperature ("float32" covers the
-    16-bit types), or None where only the reference does."""
-    dt = np.dtype(dtype)
-    candidates = ("float64",) if dt.name == "float64" else ("float32", "float64")
-    for name in candidates:
-        lo, hi = KERNEL_TEMPERATURES[name]
-        if lo <= temperature <= hi:
-            return dt if name == candidates[0] else np.dtype(np.float64)
-    return None
+    One shared kernel dtype stays as it is (bfloat16 included); otherwise
+    NumPy's promotion with Python scalars weak (NumPy 2's rule: a float
+    scalar does not widen a float32 array) and bfloat16 counted as float32
+    (NumPy has no float16 + bfloat16 rule).  Integers and bools, float64
+    by then, give float64."""
+    dts = {np.dtype(dt) for _, dt in operands}
+    if len(dts) == 1 and next(iter(dts)).name in KERNEL_DTYPES:
+        return next(iter(dts))
+    ops = []
+    for orig, dt in operands:
+        if type(orig) in (bool, int, float):
+            ops.append(orig)
+        else:
+            ops.append(np.dtype(np.float32) if np.dtype(dt).name == "bfloat16" else np.dtype(dt))
+    dt = np.result_type(*ops)
+    return dt if dt.name in KERNEL_DTYPES else np.dtype(np.float64)
 
 
 def result_dtype(dt):
@@ -87,23 +97,24 @@ def result_dtype(dt):
     return np.dtype(np.float64) if np.dtype(dt).name == "float64" else np.dtype(np.float32)
 
 
-def normalize_axes(axis, ndim, name="axis"):
-    """Sorted tuple of non-negative axes; None means all."""
-    if axis is None:
-        return tuple(range(ndim))
-    axes = axis if isinstance(axis, (tuple, list)) else (axis,)
-    out = []
-    for ax in axes:
-        try:
-            ax = operator.index(ax)
-        except TypeError:
-            raise TypeError(f"{name}: expected an int or a tuple of ints, got {axis!r}") from None
-        if not -ndim <= ax < max(ndim, 1) or (ndim == 0 and ax not in (0, -1)):
-            raise AxisError(f"{name}: axis {ax} is out of bounds for array of dimension {ndim}")
-        out.append(ax % ndim if ndim else 0)
-    if len(set(out)) != len(out):
-        raise ValueError(f"{name}: repeated axis in {axis!r}")
-    return tuple(sorted(out))
+#: temperatures the kernels of each working precision take as they are:
+#: 1/T must be a normal number of that precision, and T small enough that a
+#: logit difference beyond the precision's range (which overflows to -inf)
+#: has exp((x - m) / T) = 0 anyway.  Outside, 16/32-bit input runs in the
+#: float64 kernels and float64 input in the NumPy twin.
+KERNEL_TEMPERATURES = {"float32": (1e-38, 1e36), "float64": (1e-307, 1e305)}
+
+
+def kernel_precision(dtype, temperature):
+    """The dtype whose kernels handle this temperature ("float32" covers the
+    16-bit types), or None where only the NumPy twin does."""
+    dt = np.dtype(dtype)
+    candidates = ("float64",) if dt.name == "float64" else ("float32", "float64")
+    for name in candidates:
+        lo, hi = KERNEL_TEMPERATURES[name]
+        if lo <= temperature <= hi:
+            return dt if name == candidates[0] else np.dtype(np.float64)
+    return None
 
 
 def to_rows(a, axes):

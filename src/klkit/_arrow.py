@@ -1,0 +1,92 @@
+"""Arrow list arrays as packed sequences (values, starts, lengths).
+
+Imported only when an Arrow object is passed (segments.py), so pyarrow is
+never needed otherwise.  A ListArray / LargeListArray, sliced or not, is
+read in place: its child values buffer and its offsets become the packed
+layout the segment kernels take (a copy only for integer or boolean values,
+which become float64).  A ChunkedArray is one such part per chunk.  A null
+list is an empty sequence; a null value inside a list is a ValueError.
+"""
+import numpy as np
+import pyarrow as pa
+
+from ._arrays import float_input
+
+
+def chunks(arr, name):
+    """(list arrays, value type) of a ListArray / LargeListArray / ChunkedArray."""
+    if isinstance(arr, pa.ChunkedArray):
+        parts, typ = arr.chunks, arr.type
+    elif isinstance(arr, (pa.ListArray, pa.LargeListArray)):
+        parts, typ = [arr], arr.type
+    else:
+        raise TypeError(f"{name}: expected a pyarrow ListArray, LargeListArray or ChunkedArray "
+                        f"of lists, got {type(arr).__name__}")
+    if not (pa.types.is_list(typ) or pa.types.is_large_list(typ)):
+        raise TypeError(f"{name}: expected a list type, got {typ}")
+    vt = typ.value_type
+    if not (pa.types.is_floating(vt) or pa.types.is_integer(vt) or pa.types.is_boolean(vt)):
+        raise TypeError(f"{name}: expected lists of numbers, got {typ}")
+    return parts, vt
+
+
+def value_dtype(vt):
+    """The NumPy dtype of an Arrow value type."""
+    if pa.types.is_boolean(vt):
+        return np.dtype(np.bool_)
+    return np.dtype(vt.to_pandas_dtype())
+
+
+def _values(child, name):
+    """The child values of a list array as a NumPy array, in place if possible."""
+    n, off = len(child), child.offset
+    dt = value_dtype(child.type)
+    if dt.kind == "b":
+        x = np.asarray(child.to_numpy(zero_copy_only=False), dtype=bool)
+    elif n == 0:
+        x = np.empty(0, dt)
+    else:
+        x = np.frombuffer(child.buffers()[1], dtype=dt, count=off + n)[off:]
+    return float_input(x, name)
+
+
+def part(a, name):
+    """(values, starts, lens) of one ListArray / LargeListArray."""
+    child = a.values                      # the whole child; a slice moves the offsets
+    off = a.offsets.to_numpy(zero_copy_only=False)
+    starts = off[:-1].astype(np.int64)
+    lens = np.diff(off).astype(np.int64)
+    if a.null_count:                      # a null list is empty (its slot may not be)
+        lens[~np.asarray(a.is_valid().to_numpy(zero_copy_only=False), dtype=bool)] = 0
+    x = _values(child, name)
+    if child.null_count and lens.size:
+        null = ~np.asarray(child.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+        cum = np.concatenate([[0], np.cumsum(null, dtype=np.int64)])
+        bad = np.flatnonzero(cum[starts + lens] - cum[starts])
+        if bad.size:
+            raise ValueError(f"{name}: sequence {int(bad[0])} holds a null value (only whole "
+                             "null lists are allowed: they are empty sequences)")
+    return x, starts, lens
+
+
+def packed(arr, name):
+    """(parts, dtype): one (values, starts, lens) per chunk of an Arrow list
+    array, and the floating dtype its values are computed in."""
+    lists, vt = chunks(arr, name)
+    parts = [part(c, name) for c in lists]
+    dtype = parts[0][0].dtype if parts else float_input(np.empty(0, value_dtype(vt)), name).dtype
+    return parts, dtype
+
+
+def same_chunking(logp, ref_logp):
+    """logp and ref_logp with matching chunks: two ChunkedArrays chunked
+    differently are each combined into one array (a copy)."""
+    if isinstance(logp, pa.ChunkedArray) or isinstance(ref_logp, pa.ChunkedArray):
+        cp = logp.chunks if isinstance(logp, pa.ChunkedArray) else [logp]
+        cq = ref_logp.chunks if isinstance(ref_logp, pa.ChunkedArray) else [ref_logp]
+        if [len(c) for c in cp] != [len(c) for c in cq]:
+            if isinstance(logp, pa.ChunkedArray):
+                logp = logp.combine_chunks()
+            if isinstance(ref_logp, pa.ChunkedArray):
+                ref_logp = ref_logp.combine_chunks()
+    return logp, ref_logp
