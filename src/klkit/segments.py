@@ -160,8 +160,8 @@ def _run(op, lay, empty, est=None, other=None, clamp=math.inf, want_counts=False
         out = np.empty(B, np.float64)
         counts = np.empty(B, np.int64) if want_counts else None
         if B:
-            _kernels.backend(lay.x).seg_padded(op, est, lay.x, None if other is None else other.x, lay.mask,
-                            clamp, empty, out, counts)
+            _kernels.backend(lay.x).seg_padded(op, est, lay.x, None if other is None else other.x,
+                                               lay.mask, clamp, empty, out, counts)
         return out, counts
     outs = []
     for i, (x, starts, lens) in enumerate(lay.parts):
