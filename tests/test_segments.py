@@ -594,7 +594,7 @@ def test_agg_loss_packed_norm_default_is_longest():
 
 
 # --------------------------------------------------------------------------
-# contracts
+# empty inputs, torch (the layout, thread and batch contracts: test_contracts.py)
 # --------------------------------------------------------------------------
 
 ALL = REDUCTIONS + ["seq_kl", "agg_loss"]
@@ -613,55 +613,6 @@ def contract_inputs(dtype=np.float32):
     x = nasty_array((int(offs[-1]),), dtype, "special", seed=22)
     y = nasty_array((int(offs[-1]),), dtype, "normal", seed=23)
     return x, y, offs
-
-
-@pytest.mark.parametrize("name", ALL)
-def test_inputs_not_modified_and_read_only(name):
-    x, y, offs = contract_inputs()
-    before = [a.copy() for a in (x, y, offs)]
-    expected = call(name, x, offs, y)
-    for a, b in zip((x, y, offs), before):
-        assert a.tobytes() == b.tobytes()
-    for a in (x, y, offs):
-        a.flags.writeable = False
-    same_bits(call(name, x, offs, y), expected)
-    v = x[:40 * 50].reshape(40, 50)
-    w = y[:40 * 50].reshape(40, 50)
-    m = v > 0
-    m.flags.writeable = False
-    m0 = m.copy()
-    call(name, v, y=w, mask=m)
-    assert np.array_equal(m, m0)
-
-
-@pytest.mark.parametrize("name", ALL)
-def test_memory_mapped_input(name, tmp_path):
-    x, y, offs = contract_inputs()
-    maps = []
-    for i, a in enumerate((x, y, offs)):
-        mm = np.memmap(tmp_path / f"{i}.bin", dtype=a.dtype, mode="w+", shape=a.shape)
-        mm[...] = a
-        mm.flush()
-        maps.append(np.memmap(tmp_path / f"{i}.bin", dtype=a.dtype, mode="r", shape=a.shape))
-    same_bits(call(name, maps[0], maps[2], maps[1]), call(name, x, offs, y))
-
-
-@pytest.mark.parametrize("name", ALL)
-def test_strided_and_transposed_input(name):
-    x, y, offs = contract_inputs(np.float64)
-    xs = np.repeat(x, 3)[::3]                          # stride 3
-    ys = np.repeat(y, 2)[::2]
-    same_bits(call(name, xs, offs, ys), call(name, x, offs, y))
-    xr = x[::-1].copy()[::-1]                          # reversed view of a reversed copy
-    same_bits(call(name, xr, offs, y), call(name, x, offs, y))
-    v = np.ascontiguousarray(x[:60 * 70].reshape(70, 60).T)   # [60, 70]
-    w = np.ascontiguousarray(y[:60 * 70].reshape(70, 60).T)
-    m = np.asfortranarray(v > 0)
-    same_bits(call(name, np.asfortranarray(v), y=np.asfortranarray(w), mask=m),
-              call(name, v, y=w, mask=np.ascontiguousarray(m)))
-    same_bits(call(name, v[:, ::2], y=w[:, ::2], mask=m[:, ::2]),
-              call(name, np.ascontiguousarray(v[:, ::2]), y=np.ascontiguousarray(w[:, ::2]),
-                   mask=np.ascontiguousarray(m[:, ::2])))
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)

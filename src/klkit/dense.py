@@ -22,11 +22,13 @@ How to add an op to this family:
 import numpy as np
 
 from . import _args, _kernels
+from ._registry import public
 from ._arrays import as_input, float_input, result_dtype, to_rows
 
 __all__ = ["logsumexp", "softmax", "log_softmax"]
 
 
+@public("dense", ("a", "b"))
 def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
     """log(sum(b * exp(a))) along ``axis``, as ``scipy.special.logsumexp``.
 
@@ -95,6 +97,7 @@ def _softmax_family(x, axis, out, log):
     return wrap(target[()] if target.ndim == 0 and out is None else target)
 
 
+@public("dense", ("x",))
 def softmax(x, axis=None, *, out=None):
     """exp(x) / sum(exp(x)) along ``axis`` (None: over all elements), as
     ``scipy.special.softmax``.
@@ -112,6 +115,7 @@ def softmax(x, axis=None, *, out=None):
     return _softmax_family(x, axis, out, log=False)
 
 
+@public("dense", ("x",))
 def log_softmax(x, axis=None, *, out=None):
     """x - logsumexp(x) along ``axis``, as ``scipy.special.log_softmax``.
 

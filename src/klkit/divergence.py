@@ -15,6 +15,7 @@ Adding an op: see the numbered list at the top of dense.py.
 import numpy as np
 
 from . import _args, _kernels
+from ._registry import public
 from ._arrays import (as_input, common_dtype, finish, float_input, kernel_precision,
                       result_dtype, to_rows)
 
@@ -70,6 +71,7 @@ def _reduce(op, arrays, axis, kind, base, temperature, beta=0.5):
     return finish(out, kept_shape, out_dtype, wrap)
 
 
+@public("divergence", ("p",))
 def entropy(p, axis=-1, *, kind="logits", base=None, temperature=1.0):
     """Shannon entropy H(P) = -sum P log P along ``axis``.
 
@@ -92,6 +94,7 @@ def entropy(p, axis=-1, *, kind="logits", base=None, temperature=1.0):
     return _reduce("entropy", (p,), axis, kind, base, temperature)
 
 
+@public("divergence", ("p", "q"))
 def cross_entropy(p, q, axis=-1, *, kind="logits", base=None, temperature=1.0):
     """Cross-entropy H(P, Q) = -sum P log Q = H(P) + KL(P||Q) along ``axis``.
 
@@ -104,6 +107,7 @@ def cross_entropy(p, q, axis=-1, *, kind="logits", base=None, temperature=1.0):
     return _reduce("cross_entropy", (p, q), axis, kind, base, temperature)
 
 
+@public("divergence", ("p", "q"))
 def kl_div(p, q, axis=-1, *, kind="logits", base=None, temperature=1.0):
     """Kullback-Leibler divergence KL(P||Q) = sum P log(P/Q) along ``axis``.
 
@@ -128,6 +132,7 @@ def kl_div(p, q, axis=-1, *, kind="logits", base=None, temperature=1.0):
     return _reduce("kl_div", (p, q), axis, kind, base, temperature)
 
 
+@public("divergence", ("p", "q"))
 def js_div(p, q, axis=-1, *, beta=0.5, kind="logits", base=None, temperature=1.0):
     """Generalised Jensen-Shannon divergence along ``axis``:
     beta KL(P||M) + (1 - beta) KL(Q||M) with M = beta P + (1 - beta) Q.

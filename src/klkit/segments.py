@@ -58,6 +58,7 @@ import math
 import numpy as np
 
 from . import _args, _kernels
+from ._registry import public
 from ._arrays import as_input, common_dtype, float_input, is_arrow, result_dtype
 
 __all__ = ["segment_sum", "segment_mean", "segment_max", "segment_logsumexp",
@@ -187,6 +188,7 @@ def _reduce(op, values, offsets, mask, empty):
     return _finish(out, lay)
 
 
+@public("segments", ("values", "offsets", "mask"))
 def segment_sum(values, offsets=None, *, mask=None, empty=0.0):
     """Sum of each sequence.
 
@@ -206,6 +208,7 @@ def segment_sum(values, offsets=None, *, mask=None, empty=0.0):
     return _reduce("sum", values, offsets, mask, empty)
 
 
+@public("segments", ("values", "offsets", "mask"))
 def segment_mean(values, offsets=None, *, mask=None, empty=math.nan):
     """Mean of each sequence: the float64 sum of :func:`segment_sum` divided by
     the number of tokens, then rounded once to the result dtype.  An empty
@@ -215,6 +218,7 @@ def segment_mean(values, offsets=None, *, mask=None, empty=math.nan):
     return _reduce("mean", values, offsets, mask, empty)
 
 
+@public("segments", ("values", "offsets", "mask"))
 def segment_max(values, offsets=None, *, mask=None, empty=-math.inf):
     """Maximum of each sequence (exact).  NaN anywhere in a sequence gives
     NaN for it (np.max's rule); max(-0.0, +0.0) is +0.0 in any order.  An
@@ -224,6 +228,7 @@ def segment_max(values, offsets=None, *, mask=None, empty=-math.inf):
     return _reduce("max", values, offsets, mask, empty)
 
 
+@public("segments", ("values", "offsets", "mask"))
 def segment_logsumexp(values, offsets=None, *, mask=None, empty=-math.inf):
     """log(sum(exp(x))) of each sequence.
 
@@ -246,6 +251,7 @@ def segment_logsumexp(values, offsets=None, *, mask=None, empty=-math.inf):
 # KL estimators
 # --------------------------------------------------------------------------
 
+@public("segments", ("logp", "ref_logp"))
 def kl_estimate(logp, ref_logp, estimator="k1", *, clamp=None):
     """Per-token estimate of KL(pi || pi_ref) from the log-probs of the sampled
     tokens under the policy (``logp``) and the reference (``ref_logp``).
@@ -339,6 +345,7 @@ def _pair_layouts(logp, ref_logp, offsets, mask):
     return _cast_layout(lp, dtype), _cast_layout(lq, dtype)
 
 
+@public("segments", ("logp", "ref_logp", "offsets", "mask"))
 def seq_kl(logp, ref_logp, offsets=None, *, mask=None, estimator="k1", reduce="sum",
            clamp=None, empty=0.0):
     """Per-sequence KL estimate: the sum (``reduce="sum"``, the RLHF sequence
@@ -370,6 +377,7 @@ def seq_kl(logp, ref_logp, offsets=None, *, mask=None, estimator="k1", reduce="s
     return _finish(out, lp)
 
 
+@public("segments", ("values", "offsets", "mask"))
 def agg_loss(values, offsets=None, *, mask=None, mode="token-mean", num_tokens=None,
              num_seqs=None, norm_length=None):
     """Reduce per-token values (losses) to one scalar, as verl's ``agg_loss``

@@ -20,6 +20,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _args, _kernels
+from ._registry import public
 from ._arrays import as_input, finish, float_input, kernel_precision, result_dtype, to_rows
 
 __all__ = ["token_logprobs", "softmax_cross_entropy", "TokenLogprobs"]
@@ -67,6 +68,7 @@ def _loss(lp, smooth, tgt, keep, weight, eps, n_classes, reduction):
     return np.float64(total)
 
 
+@public("tokens", ("logits", "targets"))
 def token_logprobs(logits, targets, *, temperature=1.0, ignore_index=-100,
                    return_entropy=False, return_lse=False):
     """log softmax(logits / temperature)[..., target] for every position.
@@ -133,6 +135,7 @@ def token_logprobs(logits, targets, *, temperature=1.0, ignore_index=-100,
                          finish(lse, lead, dtype, wrap) if return_lse else None)
 
 
+@public("tokens", ("logits", "targets", "weight"))
 def softmax_cross_entropy(logits, targets, *, weight=None, ignore_index=-100,
                           label_smoothing=0.0, reduction="mean"):
     """Cross-entropy loss of logits [..., V] against class indices [...],
