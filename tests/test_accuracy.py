@@ -519,3 +519,67 @@ def test_js_with_temperature_and_large_gaps_vs_mpmath(gap, dtype, t):
         exact = mp_js([float(v) / t for v in x], [float(v) / t for v in y])
         got = kk.js_div(x, y, temperature=t)
         assert rel_err(got, exact) < (1e-12 if dtype == np.float64 else 2e-6), (float(got), float(exact))
+
+
+# --------------------------------------------------------------------------
+# softmax_cross_entropy with class weights and label smoothing (torch's
+# formula, aten LossNLL.cpp), exact without torch
+# --------------------------------------------------------------------------
+
+def mp_cross_entropy(rows, targets, weight, eps, ignore_index, reduction):
+    """loss_i = -(1 - eps) w[t] log p[t] - eps / C sum_c w_c log p_c (a class
+    of weight 0 adds nothing), 0 where ignored; "mean" divides the sum by
+    sum_i w[t_i] over the kept rows."""
+    with mpmath.workdps(DPS):
+        losses, wsum = [], mpmath.mpf(0)
+        for row, t in zip(rows, targets):
+            if t == ignore_index:
+                losses.append(mpmath.mpf(0))
+                continue
+            lp = mp_log_softmax(row)
+            c = len(row)
+            w = [mpmath.mpf(float(v)) for v in weight]
+            smooth = mpmath.fsum(w[k] * lp[k] for k in range(c) if w[k] != 0)
+            losses.append(-(1 - mpmath.mpf(eps)) * w[t] * lp[t] - mpmath.mpf(eps) / c * smooth)
+            wsum += w[t]
+        if reduction == "none":
+            return losses
+        total = mpmath.fsum(losses)
+        return total / wsum if reduction == "mean" else total
+
+
+CE_CASES = [   # (logits rows, targets, class weights, label smoothing)
+    ([[0.3, -1.2, 2.0, 0.5, -0.7], [4.0, 4.0, -3.0, 0.0, 1e-3]], [2, 0],
+     [1.0, 0.5, 2.0, 0.0, 3.0], 0.1),
+    ([[0.3, -1.2, 2.0, 0.5, -0.7], [4.0, 4.0, -3.0, 0.0, 1e-3]], [3, -100],
+     [0.25, 0.5, 1.0, 2.0, 4.0], 0.9),
+    ([[30.0, 0.0, -30.0, 1.0], [0.0, 0.0, 0.0, 0.0], [-5.0, 80.0, 79.5, 2.0]], [1, 3, 2],
+     [1.0, 1e-3, 1e3, 7.0], 1.0),
+    ([[2.0, -np.inf, 1.0, 0.5]], [0], [1.0, 0.0, 1.0, 2.0], 0.2),   # -inf where w = 0
+]
+
+
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("rows,targets,weight,eps", CE_CASES)
+def test_weighted_label_smoothed_cross_entropy_vs_mpmath(rows, targets, weight, eps, dtype,
+                                                         reduction):
+    x = np.array(rows, dtype)
+    t, w = np.array(targets), np.array(weight)
+    exact = mp_cross_entropy(x, t, w, eps, -100, reduction)
+    tol = 1e-14 if dtype == np.float64 else 4e-7
+    for mod in (kk, ref):
+        got = mod.softmax_cross_entropy(x, t, weight=w, label_smoothing=eps, reduction=reduction)
+        for g, e in zip(np.atleast_1d(got), exact if reduction == "none" else [exact]):
+            assert abs(float(g) - float(e)) <= tol * abs(e) + 1e-300, (mod.__name__, g, e)
+
+
+def test_cross_entropy_on_a_wide_random_row_vs_mpmath():
+    rng = np.random.default_rng(5)
+    x = rng.normal(0, 4, (3, 2000)).astype(np.float32)
+    t = np.array([7, 1999, 0])
+    w = rng.uniform(0, 3, 2000)
+    for eps in (0.0, 0.05):
+        exact = mp_cross_entropy(x, t, w, eps, -100, "mean")
+        got = kk.softmax_cross_entropy(x, t, weight=w, label_smoothing=eps)
+        assert rel_err(got, exact) < 4e-7, (float(got), float(exact))
