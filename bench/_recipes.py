@@ -379,6 +379,27 @@ def build_token_logprobs(xs, out):
     return impl
 
 
+def build_token_logprobs_shifted(xs, out):
+    """Per-token log-probs of the next token: logits[:, :-1] of a [B, T, V]
+    array against targets[:, 1:] (the shifted slice of every RLHF pipeline,
+    not collapsible into [rows, V] with one row stride)."""
+    x, t = xs
+    xv, tv = x[:, :-1], t[:, 1:]
+    impl = {
+        "klkit": lambda: kk.token_logprobs(xv, tv),
+        "scipy": lambda: np.take_along_axis(ss.log_softmax(xv, axis=-1), tv[..., None],
+                                            -1)[..., 0],
+        "numpy": lambda: np_token_logprobs(xv.reshape(-1, x.shape[-1]),
+                                           tv.reshape(-1)).reshape(tv.shape),
+    }
+    if torch is not None:
+        tx, tt = to_torch(x), torch.from_numpy(t)
+        impl["torch"] = lambda: -F.cross_entropy(tx[:, :-1].reshape(-1, x.shape[-1]),
+                                                 tt[:, 1:].reshape(-1),
+                                                 reduction="none").reshape(tv.shape)
+    return impl
+
+
 def build_token_logprobs_entropy(xs, out):
     x, t = xs
     impl = {
@@ -423,14 +444,17 @@ BUILDERS = {
     "js_div": build_js_div,
     "token_logprobs": build_token_logprobs,
     "token_logprobs_entropy": build_token_logprobs_entropy,
+    "token_logprobs_shifted": build_token_logprobs_shifted,
     "softmax_cross_entropy": build_softmax_cross_entropy,
 }
 
 KLKIT_NAME = {"log_softmax_out": "log_softmax", "entropy_probs": "entropy",
-              "token_logprobs_entropy": "token_logprobs"}
+              "token_logprobs_entropy": "token_logprobs",
+              "token_logprobs_shifted": "token_logprobs"}
 ROLES = {"cross_entropy": ("p", "q"), "kl_div": ("p", "q"), "js_div": ("p", "q"),
          "entropy_probs": ("probs",), "token_logprobs": ("p", "targets"),
-         "token_logprobs_entropy": ("p", "targets"), "softmax_cross_entropy": ("p", "targets")}
+         "token_logprobs_entropy": ("p", "targets"), "token_logprobs_shifted": ("p", "targets"),
+         "softmax_cross_entropy": ("p", "targets")}
 
 
 def klkit_has(func):

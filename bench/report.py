@@ -144,6 +144,11 @@ CASES = [
     Case("tok", "token_logprobs", "token_logprobs", BIG, (1024, 16384), "float32",
          roles=("p", "targets"), target=1.5,
          note="scipy: log_softmax then index; torch: -F.cross_entropy(reduction='none')"),
+    Case("tok_shift", "token_logprobs, shifted slice logits[:, :-1]", "token_logprobs_shifted",
+         (4, 1025, 32768), (2, 513, 16384), "float32", roles=("p", "targets"),
+         note="the [B, T-1, V] view of [B, T, V] logits against targets[:, 1:]; torch and "
+              "numpy reshape it to rows (a copy, as pipelines do); floor: np.max over all "
+              "T positions (1/T more bytes than the slice)"),
     Case("tok_ent", "token_logprobs + entropy", "token_logprobs_entropy", BIG, (1024, 16384),
          "float32", roles=("p", "targets"), note="torch: log_softmax, gather, -(p log p).sum"),
     Case("sce", "softmax_cross_entropy (mean)", "softmax_cross_entropy", BIG, (1024, 16384),
@@ -571,6 +576,7 @@ RELATIVE = [
     ("tok_ent", "tok", "token_logprobs with entropy / without", 1.2, "<="),
     ("sce", "tok", "softmax_cross_entropy / token_logprobs", 1.1, "<="),
     ("tok", "tok_bf16", "token_logprobs float32 / bfloat16 (same shape)", 1.5, ">="),
+    ("tok_shift", "tok", "token_logprobs shifted slice / contiguous (per byte)", 1.1, "<="),
 ]
 PAIRS = 11
 
@@ -595,6 +601,11 @@ def relative_targets(rows):
     if any("tok_bf16" in r[:2] for r in todo):
         xb = R.make_input(shape, "bfloat16", "p")
         calls["tok_bf16"] = lambda: kk.token_logprobs(xb, t)
+    if any("tok_shift" in r[:2] for r in todo):
+        s3 = next(r["shape"] for r in rows if r["case"].key == "tok_shift")
+        x3 = R.make_input(s3, "float32", "p")
+        t3 = R.make_input(s3, "float32", "targets")
+        calls["tok_shift"] = lambda: kk.token_logprobs(x3[:, :-1], t3[:, 1:])
     lines, missed = [], False
     for num, den, what, limit, op in todo:
         fa, fb = calls[num], calls[den]
