@@ -12,6 +12,11 @@ from libc.stdint cimport int64_t
 
 cnp.import_array()
 
+# The kernel prototypes are written once, in kernels/cpu/klkit_entries.h;
+# Cython cannot read that X-macro list, so the declarations below are
+# written by hand.  A mismatch cannot go unnoticed: the generated _cpu.c
+# includes klkit_cpu.h, and the C compiler checks every call against the
+# real prototypes.
 cdef extern from "klkit_cpu.h":
     int KK_F16, KK_BF16, KK_F32, KK_F64
     void kk_lse_rows(int dtype, const void *x, int64_t n_rows, int64_t n,
