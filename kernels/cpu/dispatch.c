@@ -4,9 +4,11 @@
  *
  * x86-64: AVX-512 (F+BW+DQ+VL) if the CPU and OS support it, else AVX2+FMA,
  * else the baseline (SSE2).  Other architectures: the one baseline build.
- * KLKIT_ISA=base|avx2|avx512 in the environment, or kk_set_isa(), forces a
- * path (used by the tests to cover every path the machine can run).
+ * The path is chosen once, by kk_init() when _cpu is imported:
+ * KLKIT_ISA=base|avx2|avx512 in the environment forces one; kk_set_isa()
+ * switches later (the tests cover every path the machine can run).
  */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include "klkit_cpu.h"
@@ -52,27 +54,35 @@ static const kk_impl impls[] = { IMPL(base, always) };
 #endif
 enum { N_IMPLS = sizeof(impls) / sizeof(impls[0]) };
 
-static const kk_impl *current = NULL;
+/* The table in use.  It is published with a release store (kk_init, once,
+ * from _cpu's module initialisation; kk_set_isa) and every kernel call reads
+ * it with one acquire load and never writes it: calls made with the GIL
+ * released, on any thread, see a whole table, never a torn or half-set
+ * value.  Before kk_init it is the baseline build, which every CPU runs. */
+static _Atomic(const kk_impl *) current = &impls[N_IMPLS - 1];
+
+static const kk_impl *impl(void)
+{
+    return atomic_load_explicit(&current, memory_order_acquire);
+}
 
 /* the best supported path, or the one named if it is supported */
 int kk_set_isa(const char *name)
 {
     for (int i = 0; i < N_IMPLS; i++) {
         if ((name == NULL || strcmp(name, impls[i].name) == 0) && impls[i].supported()) {
-            current = &impls[i];
+            atomic_store_explicit(&current, &impls[i], memory_order_release);
             return 1;
         }
     }
     return 0;
 }
 
-static const kk_impl *impl(void)
+/* KLKIT_ISA=base|avx2|avx512 if set and supported, else the best path */
+void kk_init(void)
 {
-    if (!current) {
-        const char *env = getenv("KLKIT_ISA");
-        if (!(env && *env && kk_set_isa(env))) kk_set_isa(NULL);
-    }
-    return current;
+    const char *env = getenv("KLKIT_ISA");
+    if (!(env && *env && kk_set_isa(env))) kk_set_isa(NULL);
 }
 
 const char *kk_isa(void) { return impl()->name; }

@@ -44,11 +44,13 @@ KK_ENTRIES(KK_DECLARE_ISA, KK_ISA)
 #undef KK_DECLARE_ISA
 #endif
 
-/* OpenMP control (no-ops returning 1 without OpenMP) and build facts. */
+/* OpenMP control (no-ops returning 1 without OpenMP), the code path and
+ * build facts (dispatch.c). */
 void kk_set_num_threads(int n);
 int kk_get_num_threads(void);
 int kk_have_openmp(void);
-const char *kk_isa(void);          /* code path chosen at run time */
+void kk_init(void);                /* choose the code path: once, at import */
+const char *kk_isa(void);          /* code path in use */
 const char *kk_isas_built(void);   /* all code paths compiled in */
 int kk_set_isa(const char *name);  /* force a path (NULL: best); 1 if now in use */
 

@@ -34,9 +34,14 @@ cdef extern from "klkit_cpu.h":
     void kk_set_num_threads(int n) nogil
     int kk_get_num_threads() nogil
     int kk_have_openmp()
+    void kk_init()
     const char *kk_isa()
     const char *kk_isas_built()
     int kk_set_isa(const char *name)
+
+# The code path (instruction set) is chosen here, once, while the module is
+# imported: never lazily inside a kernel call made with the GIL released.
+kk_init()
 
 cdef extern from *:
     """
