@@ -20,6 +20,7 @@
 #include "klkit/lse.h"
 #include "klkit/divergence.h"
 #include "klkit_cpu.h"
+#include "row_chunks.h"
 
 enum { TILE = 1 << 16 };
 /* softmax outputs of at least this many bytes are written non-temporally */
@@ -50,7 +51,7 @@ static void stream_store_d(double *dst, const double *src, int64_t n) { memcpy(d
 static void stream_fence(void) {}
 #endif
 
-#define ROWS_INC "dense_rows.inc"
+#define KK_REAL_INC "dense_rows.inc"
 #include "precisions.inc"
 
 static const void *row_at(const void *base, int dtype, int64_t r, int64_t stride)

@@ -121,36 +121,9 @@ static double state_value(int op, seg_state x, int64_t count, double empty)
     return x.a;
 }
 
-/* ------------------------------------------------------------------------ */
-/* the precision-specific part, included twice (float, double)               */
-/* ------------------------------------------------------------------------ */
-#define REAL float
-#define REAL_DTYPE KK_F32
-#define R(name) name##_f
-#define EXP kk_expf
-#define K3_XY kk_k3f_xy
-#define K3_XY_SMALL kk_k3f_xy_small
-#define CLAMP kk_clampf
-#define FABS fabsf
-#include "segment_real.inc"
-#undef REAL
-#undef REAL_DTYPE
-#undef R
-#undef EXP
-#undef K3_XY
-#undef K3_XY_SMALL
-#undef CLAMP
-#undef FABS
-
-#define REAL double
-#define REAL_DTYPE KK_F64
-#define R(name) name##_d
-#define EXP kk_exp
-#define K3_XY kk_k3_xy
-#define K3_XY_SMALL kk_k3_xy_small
-#define CLAMP kk_clamp
-#define FABS fabs
-#include "segment_real.inc"
+/* the loops, per precision (float, double) */
+#define KK_REAL_INC "segment_real.inc"
+#include "precisions.inc"
 
 /* ------------------------------------------------------------------------ */
 /* packed driver                                                            */

@@ -15,8 +15,9 @@
 #include "klkit/lse.h"
 #include "klkit/divergence.h"
 #include "klkit_cpu.h"
+#include "row_chunks.h"
 
-#define ROWS_INC "tokens_rows.inc"
+#define KK_REAL_INC "tokens_rows.inc"
 #include "precisions.inc"
 
 void KK_FN(kk_token_rows)(int dtype, const void *x, int64_t n_rows, int64_t n,
