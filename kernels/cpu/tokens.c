@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include "klkit/lse.h"
 #include "klkit/divergence.h"
+#include "klkit/tokens.h"
 #include "klkit_cpu.h"
 #include "row_chunks.h"
 
