@@ -9,6 +9,7 @@
 #define KLKIT_CPU_H
 
 #include <stdint.h>
+#include "klkit/codes.h"   /* dtype, kind, op and estimator codes */
 #include "klkit_entries.h"
 
 /* dense.c, tokens.c and segment.c are compiled once per instruction set
@@ -19,18 +20,11 @@
 #define KK_CAT(a, b) KK_CAT2(a, b)
 #define KK_FN(name) KK_CAT(name, KK_ISA)
 
-enum kk_dtype { KK_F16 = 0, KK_BF16 = 1, KK_F32 = 2, KK_F64 = 3 };
-
 /* bytes per element of a dtype code */
 static inline int kk_itemsize(int dtype)
 {
     return dtype == KK_F64 ? 8 : dtype == KK_F32 ? 4 : 2;
 }
-enum kk_kind { KK_LOGITS = 0, KK_LOGPROBS = 1 };
-enum kk_divop { KK_ENTROPY = 0, KK_XENT = 1, KK_KL = 2, KK_JS = 3 };
-/* segment reductions (kk_seg_packed, kk_seg_padded) and KL estimators */
-enum kk_segop { KK_SEG_SUM = 0, KK_SEG_MEAN = 1, KK_SEG_MAX = 2, KK_SEG_LSE = 3 };
-enum kk_est { KK_EST_NONE = 0, KK_EST_K1 = 1, KK_EST_K2 = 2, KK_EST_K3 = 3, KK_EST_ABS = 4 };
 
 /* the kernel entry points (klkit_entries.h) */
 #define KK_DECLARE(isa, name, params, args) void name params;

@@ -19,7 +19,7 @@
  * function handles all rows, in parallel over rows with OpenMP; each row is
  * processed by one thread in a fixed order, so results are bitwise
  * independent of the thread count and of the other rows.  The dtype, op,
- * kind and estimator codes are the enums of klkit_cpu.h.
+ * kind and estimator codes are the enums of klkit/codes.h.
  */
 #ifndef KLKIT_ENTRIES_H
 #define KLKIT_ENTRIES_H

@@ -40,15 +40,19 @@
  * clamp c >= 0 limits r (equivalently d) to [-c, c] before the estimator,
  * with two selects that let NaN through (verl clamps r at +-20).
  *
- * ---- reduction states ----
- * Sums accumulate in double (also for float32 / 16-bit input).  The max
- * state propagates NaN: once a NaN is seen it stays (kk_max_nan).  The
- * log-sum-exp state and its combine are those of lse.h.
+ * ---- reduction states (kk_seg_t) ----
+ * A state (a, b): sum and mean keep the sum in a, max the maximum in a,
+ * logsumexp the lse state (m, s) of lse.h in (a, b).  Sums accumulate in
+ * double (also for float32 / 16-bit input).  The max state propagates NaN:
+ * once a NaN is seen it stays (kk_max_nan); max(-0, +0) = +0 in either
+ * order (IEEE 754-2019 maximum).  The log-sum-exp state and its combine are
+ * those of lse.h.  An empty sequence has the value the caller gives.
  */
 #ifndef KLKIT_SEGMENT_H
 #define KLKIT_SEGMENT_H
 
 #include <math.h>
+#include "codes.h"
 #include "config.h"
 #include "expm.h"
 #include "lse.h"
@@ -226,6 +230,44 @@ static KLKIT_HD double kk_k3_xy_small(double x, double y)
     double k = kk_k3_series(r);
     double kc = KK_FMA(-e, k + r, k);
     return kc == kc ? kc : NAN;
+}
+
+/* ---- reduction states (top of the file); op is an enum kk_segop ---- */
+typedef struct { double a, b; } kk_seg_t;
+
+static KLKIT_HD kk_seg_t kk_seg_empty(int op)
+{
+    kk_seg_t e;
+    if (op == KK_SEG_LSE) { kk_lse_t l = kk_lse_empty(); e.a = l.m; e.b = l.s; }
+    else if (op == KK_SEG_MAX) { e.a = -INFINITY; e.b = 0.0; }
+    else { e.a = 0.0; e.b = 0.0; }
+    return e;
+}
+
+static KLKIT_HD kk_seg_t kk_seg_combine(int op, kk_seg_t x, kk_seg_t y)
+{
+    if (op == KK_SEG_LSE) {
+        kk_lse_t p = { x.a, x.b }, q = { y.a, y.b };
+        kk_lse_t r = kk_lse_combine(p, q);
+        x.a = r.m; x.b = r.s;
+    } else if (op == KK_SEG_MAX) {
+        if (x.a == 0 && y.a == 0)
+            x.a = x.a + y.a;      /* max(-0, +0) = +0 in either order */
+        else
+            x.a = kk_max_nan(x.a, y.a);
+    } else {
+        x.a = x.a + y.a;
+    }
+    return x;
+}
+
+/* the result of a sequence of count terms; empty if there are none */
+static KLKIT_HD double kk_seg_value(int op, kk_seg_t x, int64_t count, double empty)
+{
+    if (count == 0) return empty;
+    if (op == KK_SEG_LSE) { kk_lse_t l = { x.a, x.b }; return kk_lse_value(l); }
+    if (op == KK_SEG_MEAN) return x.a / (double)count;
+    return x.a;
 }
 
 #endif
