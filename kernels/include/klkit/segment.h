@@ -59,12 +59,6 @@
 
 /* the larger of a and b, NaN if either is NaN; one select per comparison so
  * loops over it vectorise */
-static KLKIT_HD float kk_max_nanf(float a, float b)
-{
-    float t = b > a ? b : a;
-    return b != b ? b : t;
-}
-
 static KLKIT_HD double kk_max_nan(double a, double b)
 {
     double t = b > a ? b : a;
@@ -82,6 +76,21 @@ static KLKIT_HD double kk_clamp(double x, double c)
 {
     double lo = x < -c ? -c : x;
     return lo > c ? c : lo;
+}
+
+/* "x is finite" for an x >= 0 (an |d| or a k3 below), written as one
+ * compare that vectorises; false for +inf and NaN.  The bounds sit a little
+ * below the largest finite values (FLT_MAX = 3.40e38, DBL_MAX = 1.80e308):
+ * the k3 forms treat the few finite values above them as overflowed, which
+ * only skips the first-order rounding correction there. */
+static KLKIT_HD int kk_finite_nonnegf(float x)
+{
+    return x <= 3.0e38f;
+}
+
+static KLKIT_HD int kk_finite_nonneg(double x)
+{
+    return x <= 1.7e308;
 }
 
 /* k3(r) for |r| <= 2 by the series r^2 P(r), float (top of the file).
@@ -184,9 +193,9 @@ static KLKIT_HD float kk_k3f_xy(float x, float y, float c)
     float out = d * e > 0.0f ? 0.0f : re;
     re = fabsf(d) == c ? out : re;
     float ad = fabsf(d);
-    re = ad <= 3.0e38f ? re : 0.0f;             /* inf / NaN difference */
+    re = kk_finite_nonnegf(ad) ? re : 0.0f;     /* inf / NaN difference */
     float kc = KK_FMAF(re, k + r, k);
-    kc = k <= 3.0e38f ? kc : k;                 /* overflowed (or NaN) k3 */
+    kc = kk_finite_nonnegf(k) ? kc : k;         /* overflowed (or NaN) k3 */
     kc = re == 0.0f ? k : kc;
     return kc == kc ? kc : NAN;
 }
@@ -215,9 +224,9 @@ static KLKIT_HD double kk_k3_xy(double x, double y, double c)
     double out = d * e > 0.0 ? 0.0 : re;        /* on the bound, exact value outside */
     re = fabs(d) == c ? out : re;
     double ad = fabs(d);
-    re = ad <= 1.7e308 ? re : 0.0;
+    re = kk_finite_nonneg(ad) ? re : 0.0;       /* inf / NaN difference */
     double kc = KK_FMA(re, k + r, k);
-    kc = k <= 1.7e308 ? kc : k;
+    kc = kk_finite_nonneg(k) ? kc : k;          /* overflowed (or NaN) k3 */
     kc = re == 0.0 ? k : kc;
     return kc == kc ? kc : NAN;
 }
