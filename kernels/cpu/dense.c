@@ -20,8 +20,19 @@
 #include "klkit/lse.h"
 #include "klkit/divergence.h"
 #include "klkit_cpu.h"
+#include "row_chunks.h"
 
 enum { TILE = 1 << 16 };
+/* kl_from_sums (dense_rows.inc) takes KL from the shifted sums only where
+ * they can be trusted, else from the direct form in double:
+ * - logits so large that their rounding, (|m| + |c|) eps, exceeds
+ *   HUGE_LOGIT_NATS nats are "huge" (the NumPy reference's
+ *   _HUGE_LOGIT_NATS, same value);
+ * - the sums' shift c must lie within KL_SHIFT_MAX_NATS of the P-mean of
+ *   the log-ratio: |B| / W <= KL_SHIFT_MAX_NATS (kl_logits_sums keeps it
+ *   near 0). */
+static const double HUGE_LOGIT_NATS = 1e-3;
+static const double KL_SHIFT_MAX_NATS = 64.0;
 /* softmax outputs of at least this many bytes are written non-temporally */
 #define STREAM_MIN ((int64_t)16 << 20)
 
@@ -50,7 +61,7 @@ static void stream_store_d(double *dst, const double *src, int64_t n) { memcpy(d
 static void stream_fence(void) {}
 #endif
 
-#define ROWS_INC "dense_rows.inc"
+#define KK_REAL_INC "dense_rows.inc"
 #include "precisions.inc"
 
 static const void *row_at(const void *base, int dtype, int64_t r, int64_t stride)

@@ -4,9 +4,11 @@
  *
  * x86-64: AVX-512 (F+BW+DQ+VL) if the CPU and OS support it, else AVX2+FMA,
  * else the baseline (SSE2).  Other architectures: the one baseline build.
- * KLKIT_ISA=base|avx2|avx512 in the environment, or kk_set_isa(), forces a
- * path (used by the tests to cover every path the machine can run).
+ * The path is chosen once, by kk_init() when _cpu is imported:
+ * KLKIT_ISA=base|avx2|avx512 in the environment forces one; kk_set_isa()
+ * switches later (the tests cover every path the machine can run).
  */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include "klkit_cpu.h"
@@ -14,53 +16,26 @@
 #include <omp.h>
 #endif
 
-#define DECLARE(isa)                                                           \
-    void kk_lse_rows_##isa(int, const void *, int64_t, int64_t, int64_t, double *); \
-    void kk_softmax_rows_##isa(int, const void *, int64_t, int64_t, int64_t, int, \
-                               void *, int64_t);                               \
-    void kk_div_rows_##isa(int, int, int, const void *, int64_t, const void *, \
-                           int64_t, int64_t, int64_t, double, double, double *); \
-    void kk_token_rows_##isa(int, const void *, int64_t, int64_t, int64_t,      \
-                             const int64_t *, int64_t, double, const void *,   \
-                             double *, double *, double *, double *);         \
-    void kk_seg_packed_##isa(int, int, int, const void *, int64_t, const int64_t *, \
-                             const void *, int64_t, const int64_t *, const int64_t *, \
-                             int64_t, double, double, double *);               \
-    void kk_seg_padded_##isa(int, int, int, const void *, int64_t, const void *, \
-                             int64_t, const uint8_t *, int64_t, int64_t, int64_t, \
-                             double, double, double *, int64_t *);             \
-    void kk_kl_estimate_##isa(int, int, const void *, const void *, int64_t, double, void *);
+/* The entry points of one build, declared from the list (klkit_entries.h),
+ * and a table of them: one pointer per entry point, named as it. */
+#define DECLARE(isa, name, params, args) void KK_CAT(name, isa) params;
+#define POINTER(isa, name, params, args) KK_CAT(name, isa),
+#define FIELD(isa, name, params, args) void (*name) params;
 
 typedef struct {
     const char *name;
-    void (*lse_rows)(int, const void *, int64_t, int64_t, int64_t, double *);
-    void (*softmax_rows)(int, const void *, int64_t, int64_t, int64_t, int, void *, int64_t);
-    void (*div_rows)(int, int, int, const void *, int64_t, const void *, int64_t,
-                     int64_t, int64_t, double, double, double *);
-    void (*token_rows)(int, const void *, int64_t, int64_t, int64_t, const int64_t *,
-                       int64_t, double, const void *, double *, double *, double *,
-                       double *);
-    void (*seg_packed)(int, int, int, const void *, int64_t, const int64_t *, const void *,
-                       int64_t, const int64_t *, const int64_t *, int64_t, double, double,
-                       double *);
-    void (*seg_padded)(int, int, int, const void *, int64_t, const void *, int64_t,
-                       const uint8_t *, int64_t, int64_t, int64_t, double, double, double *,
-                       int64_t *);
-    void (*kl_estimate)(int, int, const void *, const void *, int64_t, double, void *);
     int (*supported)(void);
+    KK_ENTRIES(FIELD, )
 } kk_impl;
 
-#define IMPL(isa, test)                                                        \
-    { #isa, kk_lse_rows_##isa, kk_softmax_rows_##isa, kk_div_rows_##isa,       \
-      kk_token_rows_##isa, kk_seg_packed_##isa, kk_seg_padded_##isa,          \
-      kk_kl_estimate_##isa, test }
+#define IMPL(isa, test) { #isa, test, KK_ENTRIES(POINTER, isa) }
 
 static int always(void) { return 1; }
 
-DECLARE(base)
+KK_ENTRIES(DECLARE, base)
 #if defined(KLKIT_X86_PATHS)
-DECLARE(avx2)
-DECLARE(avx512)
+KK_ENTRIES(DECLARE, avx2)
+KK_ENTRIES(DECLARE, avx512)
 static int has_avx2(void)
 {
     __builtin_cpu_init();
@@ -79,27 +54,35 @@ static const kk_impl impls[] = { IMPL(base, always) };
 #endif
 enum { N_IMPLS = sizeof(impls) / sizeof(impls[0]) };
 
-static const kk_impl *current = NULL;
+/* The table in use.  It is published with a release store (kk_init, once,
+ * from _cpu's module initialisation; kk_set_isa) and every kernel call reads
+ * it with one acquire load and never writes it: calls made with the GIL
+ * released, on any thread, see a whole table, never a torn or half-set
+ * value.  Before kk_init it is the baseline build, which every CPU runs. */
+static _Atomic(const kk_impl *) current = &impls[N_IMPLS - 1];
+
+static const kk_impl *impl(void)
+{
+    return atomic_load_explicit(&current, memory_order_acquire);
+}
 
 /* the best supported path, or the one named if it is supported */
 int kk_set_isa(const char *name)
 {
     for (int i = 0; i < N_IMPLS; i++) {
         if ((name == NULL || strcmp(name, impls[i].name) == 0) && impls[i].supported()) {
-            current = &impls[i];
+            atomic_store_explicit(&current, &impls[i], memory_order_release);
             return 1;
         }
     }
     return 0;
 }
 
-static const kk_impl *impl(void)
+/* KLKIT_ISA=base|avx2|avx512 if set and supported, else the best path */
+void kk_init(void)
 {
-    if (!current) {
-        const char *env = getenv("KLKIT_ISA");
-        if (!(env && *env && kk_set_isa(env))) kk_set_isa(NULL);
-    }
-    return current;
+    const char *env = getenv("KLKIT_ISA");
+    if (!(env && *env && kk_set_isa(env))) kk_set_isa(NULL);
 }
 
 const char *kk_isa(void) { return impl()->name; }
@@ -113,33 +96,10 @@ const char *kk_isas_built(void)
 #endif
 }
 
-void kk_lse_rows(int dtype, const void *x, int64_t n_rows, int64_t n,
-                 int64_t row_stride, double *out)
-{
-    impl()->lse_rows(dtype, x, n_rows, n, row_stride, out);
-}
-
-void kk_softmax_rows(int dtype, const void *x, int64_t n_rows, int64_t n,
-                     int64_t row_stride, int log_, void *out, int64_t out_row_stride)
-{
-    impl()->softmax_rows(dtype, x, n_rows, n, row_stride, log_, out, out_row_stride);
-}
-
-void kk_div_rows(int op, int kind, int dtype, const void *p, int64_t p_stride,
-                 const void *q, int64_t q_stride, int64_t n_rows, int64_t n,
-                 double inv_temp, double beta, double *out)
-{
-    impl()->div_rows(op, kind, dtype, p, p_stride, q, q_stride, n_rows, n, inv_temp, beta, out);
-}
-
-void kk_token_rows(int dtype, const void *x, int64_t n_rows, int64_t n,
-                   int64_t row_stride, const int64_t *targets, int64_t ignore_index,
-                   double inv_temp, const void *weight, double *lp, double *ent,
-                   double *lse, double *smooth)
-{
-    impl()->token_rows(dtype, x, n_rows, n, row_stride, targets, ignore_index, inv_temp,
-                       weight, lp, ent, lse, smooth);
-}
+/* the plain-name entry points: calls through the table in use */
+#define WRAPPER(isa, name, params, args) \
+    void name params { impl()->name args; }
+KK_ENTRIES(WRAPPER, )
 
 void kk_set_num_threads(int n)
 {
@@ -166,28 +126,4 @@ int kk_have_openmp(void)
 #else
     return 0;
 #endif
-}
-
-void kk_seg_packed(int op, int est, int dtype, const void *x, int64_t x_stride,
-                   const int64_t *x_start, const void *y, int64_t y_stride,
-                   const int64_t *y_start, const int64_t *len, int64_t n_seg,
-                   double clamp, double empty, double *out)
-{
-    impl()->seg_packed(op, est, dtype, x, x_stride, x_start, y, y_stride, y_start, len,
-                       n_seg, clamp, empty, out);
-}
-
-void kk_seg_padded(int op, int est, int dtype, const void *x, int64_t x_rs,
-                   const void *y, int64_t y_rs, const uint8_t *mask, int64_t m_rs,
-                   int64_t n_rows, int64_t n, double clamp, double empty,
-                   double *out, int64_t *count)
-{
-    impl()->seg_padded(op, est, dtype, x, x_rs, y, y_rs, mask, m_rs, n_rows, n, clamp,
-                       empty, out, count);
-}
-
-void kk_kl_estimate(int est, int dtype, const void *x, const void *y, int64_t n,
-                    double clamp, void *out)
-{
-    impl()->kl_estimate(est, dtype, x, y, n, clamp, out);
 }

@@ -4,8 +4,9 @@
  * Compiled once per instruction set like dense.c (KK_ISA = base, avx2,
  * avx512; see CMakeLists.txt), exported names carry that suffix and
  * dispatch.c routes the public names of klkit_cpu.h.  The scalar math
- * (estimators, NaN-propagating max, clamp) is in klkit/segment.h, the
- * log-sum-exp state in klkit/lse.h.
+ * (estimators, clamp) and the reduction states with their combines
+ * (kk_seg_t: sum, NaN-propagating max, the log-sum-exp state of
+ * klkit/lse.h) are in klkit/segment.h.
  *
  * ---- the canonical reduction order (what makes results reproducible) ----
  * A sequence of n terms t_0 .. t_{n-1} (its kept values, or the per-token
@@ -51,10 +52,6 @@ enum { SEG_BLK = 4096, LANES = 16, GRAIN = 32768, GROUP_MAX = 4096 };
 /* below this many terms a call stays on the calling thread */
 #define SEG_PAR_MIN 65536
 
-/* A reduction state: SUM/MEAN use a (the sum); MAX uses a (the maximum);
- * LSE uses (a, b) = (m, s) of lse.h. */
-typedef struct { double a, b; } seg_state;
-
 /* A work item of the packed driver: whole sequences [s0, s1) (blk < 0), or
  * block blk of sequence s0 whose state goes to parts[part]. */
 typedef struct { int64_t s0, s1, blk, part; } seg_item;
@@ -87,70 +84,9 @@ typedef struct {
     int64_t *count;
 } padded_args;
 
-static seg_state state_empty(int op)
-{
-    seg_state e;
-    if (op == KK_SEG_LSE) { kk_lse_t l = kk_lse_empty(); e.a = l.m; e.b = l.s; }
-    else if (op == KK_SEG_MAX) { e.a = -INFINITY; e.b = 0.0; }
-    else { e.a = 0.0; e.b = 0.0; }
-    return e;
-}
-
-static seg_state state_combine(int op, seg_state x, seg_state y)
-{
-    if (op == KK_SEG_LSE) {
-        kk_lse_t p = { x.a, x.b }, q = { y.a, y.b };
-        kk_lse_t r = kk_lse_combine(p, q);
-        x.a = r.m; x.b = r.s;
-    } else if (op == KK_SEG_MAX) {
-        if (x.a == 0 && y.a == 0)
-            x.a = x.a + y.a;      /* max(-0, +0) = +0 in either order */
-        else
-            x.a = kk_max_nan(x.a, y.a);
-    } else {
-        x.a = x.a + y.a;
-    }
-    return x;
-}
-
-static double state_value(int op, seg_state x, int64_t count, double empty)
-{
-    if (count == 0) return empty;
-    if (op == KK_SEG_LSE) { kk_lse_t l = { x.a, x.b }; return kk_lse_value(l); }
-    if (op == KK_SEG_MEAN) return x.a / (double)count;
-    return x.a;
-}
-
-/* ------------------------------------------------------------------------ */
-/* the precision-specific part, included twice (float, double)               */
-/* ------------------------------------------------------------------------ */
-#define REAL float
-#define REAL_DTYPE KK_F32
-#define R(name) name##_f
-#define EXP kk_expf
-#define K3_XY kk_k3f_xy
-#define K3_XY_SMALL kk_k3f_xy_small
-#define CLAMP kk_clampf
-#define FABS fabsf
-#include "segment_real.inc"
-#undef REAL
-#undef REAL_DTYPE
-#undef R
-#undef EXP
-#undef K3_XY
-#undef K3_XY_SMALL
-#undef CLAMP
-#undef FABS
-
-#define REAL double
-#define REAL_DTYPE KK_F64
-#define R(name) name##_d
-#define EXP kk_exp
-#define K3_XY kk_k3_xy
-#define K3_XY_SMALL kk_k3_xy_small
-#define CLAMP kk_clamp
-#define FABS fabs
-#include "segment_real.inc"
+/* the loops, per precision (float, double) */
+#define KK_REAL_INC "segment_real.inc"
+#include "precisions.inc"
 
 /* ------------------------------------------------------------------------ */
 /* packed driver                                                            */
@@ -213,9 +149,9 @@ void KK_FN(kk_seg_packed)(int op, int est, int dtype, const void *x, int64_t x_s
     seg_item *items = NULL;
     int64_t n_parts = 0, total = 0;
     int64_t n_items = build_items(len, n_seg, &items, &n_parts, &total);
-    seg_state *parts = NULL;
+    kk_seg_t *parts = NULL;
     if (n_items >= 0 && n_parts > 0) {
-        parts = (seg_state *)malloc(sizeof(seg_state) * (size_t)n_parts);
+        parts = (kk_seg_t *)malloc(sizeof(kk_seg_t) * (size_t)n_parts);
         if (!parts) { free(items); n_items = -1; }
     }
     seg_args a = { op, est, dtype, x, x_stride, x_start, y, y_stride, y_start, len,
@@ -233,9 +169,9 @@ void KK_FN(kk_seg_packed)(int op, int est, int dtype, const void *x, int64_t x_s
         if (items[i].blk != 0) continue;
         int64_t s = items[i].s0, p = items[i].part;
         int64_t nb = (len[s] + SEG_BLK - 1) / SEG_BLK;
-        seg_state st = parts[p];
-        for (int64_t b = 1; b < nb; b++) st = state_combine(op, st, parts[p + b]);
-        out[s] = state_value(op, st, len[s], empty);
+        kk_seg_t st = parts[p];
+        for (int64_t b = 1; b < nb; b++) st = kk_seg_combine(op, st, parts[p + b]);
+        out[s] = kk_seg_value(op, st, len[s], empty);
     }
     free(parts);
     free(items);

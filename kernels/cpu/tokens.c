@@ -5,18 +5,23 @@
  *
  * Compiled once per instruction set like dense.c (KK_ISA; dispatch.c picks
  * one at run time).  Rows go to OpenMP threads in dynamic blocks of about
- * 64K elements (ignored rows are skipped, so static blocks could be
- * lopsided), each row done by one thread start to end: results are bitwise
- * independent of the thread count and of the other rows.
+ * TASK_ELEMS = 64K elements (ignored rows are skipped, so static blocks
+ * could be lopsided), each row done by one thread start to end: results
+ * are bitwise independent of the thread count and of the other rows.
  */
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "klkit/lse.h"
 #include "klkit/divergence.h"
+#include "klkit/tokens.h"
 #include "klkit_cpu.h"
+#include "row_chunks.h"
 
-#define ROWS_INC "tokens_rows.inc"
+/* elements per dynamic task (one row at least), the size of dense.c's TILE */
+enum { TASK_ELEMS = 1 << 16 };
+
+#define KK_REAL_INC "tokens_rows.inc"
 #include "precisions.inc"
 
 void KK_FN(kk_token_rows)(int dtype, const void *x, int64_t n_rows, int64_t n,
@@ -26,7 +31,7 @@ void KK_FN(kk_token_rows)(int dtype, const void *x, int64_t n_rows, int64_t n,
                           double *lse, double *smooth)
 {
     int64_t item = kk_itemsize(dtype);
-    int64_t rows_per_task = n >= 65536 ? 1 : 65536 / (n > 0 ? n : 1);
+    int64_t rows_per_task = n >= TASK_ELEMS ? 1 : TASK_ELEMS / (n > 0 ? n : 1);
     int want_ent = ent != NULL, want_smooth = smooth != NULL;
 #pragma omp parallel if (n_rows * n >= PAR_MIN)
     {

@@ -12,8 +12,15 @@ from libc.stdint cimport int64_t
 
 cnp.import_array()
 
+# The kernel prototypes are written once, in kernels/cpu/klkit_entries.h;
+# Cython cannot read that X-macro list, so the declarations below are
+# written by hand.  A mismatch cannot go unnoticed: the generated _cpu.c
+# includes klkit_cpu.h, and the C compiler checks every call against the
+# real prototypes.
 cdef extern from "klkit_cpu.h":
     int KK_F16, KK_BF16, KK_F32, KK_F64
+    int KK_LOGITS, KK_LOGPROBS
+    int KK_ENTROPY, KK_XENT, KK_KL, KK_JS
     void kk_lse_rows(int dtype, const void *x, int64_t n_rows, int64_t n,
                      int64_t row_stride, double *out) nogil
     void kk_softmax_rows(int dtype, const void *x, int64_t n_rows, int64_t n,
@@ -29,25 +36,28 @@ cdef extern from "klkit_cpu.h":
     void kk_set_num_threads(int n) nogil
     int kk_get_num_threads() nogil
     int kk_have_openmp()
+    void kk_init()
     const char *kk_isa()
     const char *kk_isas_built()
     int kk_set_isa(const char *name)
 
+# The code path (instruction set) is chosen here, once, while the module is
+# imported: never lazily inside a kernel call made with the GIL released.
+kk_init()
+
 cdef extern from *:
     """
-    #ifndef KLKIT_BUILD_OPENMP
-    #define KLKIT_BUILD_OPENMP "unknown"
+    #ifndef KLKIT_BUILD_CUDA
     #define KLKIT_BUILD_CUDA "unknown"
     #define KLKIT_BUILD_COMPILER "unknown"
     #endif
     """
-    const char *KLKIT_BUILD_OPENMP
     const char *KLKIT_BUILD_CUDA
     const char *KLKIT_BUILD_COMPILER
 
 DTYPE_CODES = {"float16": KK_F16, "bfloat16": KK_BF16, "float32": KK_F32, "float64": KK_F64}
-OPS = {"entropy": 0, "cross_entropy": 1, "kl_div": 2, "js_div": 3}
-KINDS = {"logits": 0, "logprobs": 1}
+OPS = {"entropy": KK_ENTROPY, "cross_entropy": KK_XENT, "kl_div": KK_KL, "js_div": KK_JS}
+KINDS = {"logits": KK_LOGITS, "logprobs": KK_LOGPROBS}
 
 
 cdef int _code(cnp.ndarray a, str name) except -1:
@@ -114,7 +124,7 @@ def div_rows(str op, str kind, cnp.ndarray p, q, double inv_temp, double beta, c
     cdef cnp.ndarray qa
     cdef int64_t qs = 0
     cdef const void *pq = NULL
-    if iop != 0:
+    if iop != KK_ENTROPY:
         qa = q
         if _code(qa, "q") != code or qa.shape[0] != n_rows or qa.shape[1] != n:
             raise ValueError("q: must have the dtype and shape of p")
@@ -187,7 +197,6 @@ def build_info():
         "isa": kk_isa().decode(),
         "isas_built": kk_isas_built().decode(),
         "openmp": kk_have_openmp() == 1,
-        "openmp_build": KLKIT_BUILD_OPENMP.decode(),
         "cuda": KLKIT_BUILD_CUDA.decode(),
         "compiler": KLKIT_BUILD_COMPILER.decode(),
     }

@@ -20,8 +20,10 @@
 
 #if defined(__CUDACC__)
 #  define KLKIT_HD __host__ __device__ __forceinline__
-#else
+#elif defined(__GNUC__) || defined(__clang__)
 #  define KLKIT_HD inline __attribute__((always_inline))
+#else
+#  define KLKIT_HD inline
 #endif
 
 #if defined(__CUDACC__) || defined(__FMA__) || defined(__aarch64__)
@@ -35,18 +37,50 @@
 /* Bit casts.  In C a union is the defined way and, unlike memcpy, leaves no
  * memory operation in the loop body for if-conversion to trip over (gcc 12
  * stops vectorising any loop with a select when memcpy casts are inlined into
- * it).  CUDA has intrinsics for it. */
-#if defined(__CUDACC__)
-static KLKIT_HD float kk_f32_from_bits(uint32_t u) { return __uint_as_float(u); }
-static KLKIT_HD uint32_t kk_bits_f32(float f) { return __float_as_uint(f); }
-static KLKIT_HD double kk_f64_from_bits(uint64_t u) { return __longlong_as_double((long long)u); }
-static KLKIT_HD uint64_t kk_bits_f64(double f) { return (uint64_t)__double_as_longlong(f); }
+ * it).  CUDA device code has intrinsics for it, which host code cannot call:
+ * the choice is made inside each function with __CUDA_ARCH__ (defined only
+ * in nvcc's device passes), so the host side of these __host__ __device__
+ * functions takes the union too (gcc and clang define the union cast in
+ * C++ as well). */
+static KLKIT_HD float kk_f32_from_bits(uint32_t u)
+{
+#if defined(__CUDA_ARCH__)
+    return __uint_as_float(u);
 #else
-static KLKIT_HD float kk_f32_from_bits(uint32_t u) { union { uint32_t u; float f; } c = { u }; return c.f; }
-static KLKIT_HD uint32_t kk_bits_f32(float f) { union { float f; uint32_t u; } c = { f }; return c.u; }
-static KLKIT_HD double kk_f64_from_bits(uint64_t u) { union { uint64_t u; double f; } c = { u }; return c.f; }
-static KLKIT_HD uint64_t kk_bits_f64(double f) { union { double f; uint64_t u; } c = { f }; return c.u; }
+    union { uint32_t u; float f; } c = { u };
+    return c.f;
 #endif
+}
+
+static KLKIT_HD uint32_t kk_bits_f32(float f)
+{
+#if defined(__CUDA_ARCH__)
+    return __float_as_uint(f);
+#else
+    union { float f; uint32_t u; } c = { f };
+    return c.u;
+#endif
+}
+
+static KLKIT_HD double kk_f64_from_bits(uint64_t u)
+{
+#if defined(__CUDA_ARCH__)
+    return __longlong_as_double((long long)u);
+#else
+    union { uint64_t u; double f; } c = { u };
+    return c.f;
+#endif
+}
+
+static KLKIT_HD uint64_t kk_bits_f64(double f)
+{
+#if defined(__CUDA_ARCH__)
+    return (uint64_t)__double_as_longlong(f);
+#else
+    union { double f; uint64_t u; } c = { f };
+    return c.u;
+#endif
+}
 
 /* The rounding error of d = fl(x - y): d + kk_diff_err(x, y, d) == x - y
  * exactly (TwoSum, Knuth TAOCP 4.2.2; no FMA needed, and it survives -O3

@@ -133,6 +133,109 @@ static KLKIT_HD void kk_kl_shift_sums(double *W, double *A, double *B, double de
     *B = *B - delta * *W;
 }
 
+/* ---- the KL sums state of a row, or of any run of its chunks ----
+ * W, A, B (above) with the P weights taken against exp(m), m the largest
+ * xp/T, at the shift c = (ch + cl) / T: (ch, cl) is an unevaluated pair of
+ * working-precision values in raw logit units (dense_rows.inc explains the
+ * pair), held as doubles, which represent both exactly.  mq is the largest
+ * xq/T; zq counts the entries with P > 0 = Q (KL = +inf), nan the NaN
+ * inputs.  off is the lse state (lse.h) of xq/T over the chunks where P = 0
+ * throughout: Q's mass there is part of E_p[e^-D], added to A by
+ * kk_kl_finish once m and the shift are final.  has_sums: some chunk with a
+ * finite maximum of xp/T (working precision) gave sums; a state without
+ * carries only m, mq, the counts and off. */
+typedef struct {
+    double m, mq;
+    double ch, cl;
+    double W, A, B;
+    double zq, nan;
+    kk_lse_t off;
+    int has_sums;
+} kk_kl_t;
+
+static KLKIT_HD kk_kl_t kk_kl_empty(void)
+{
+    kk_kl_t e;
+    e.m = -INFINITY;
+    e.mq = -INFINITY;
+    e.ch = 0.0;
+    e.cl = 0.0;
+    e.W = 0.0;
+    e.A = 0.0;
+    e.B = 0.0;
+    e.zq = 0.0;
+    e.nan = 0.0;
+    e.off = kk_lse_empty();
+    e.has_sums = 0;
+    return e;
+}
+
+/* The shift c = (ch + cl) / T of the sums, in units of x/T */
+static KLKIT_HD double kk_kl_shift(kk_kl_t k, double inv_t)
+{
+    return (k.ch + k.cl) * inv_t;
+}
+
+/* a then b (b the later chunks of the row).  Both states' sums are taken
+ * against the larger maximum, then moved to the shift of the heavier one
+ * (the larger W): both have b^2 <= a (sums near their own P-mean), so the
+ * move cancels at most a factor 6 in double (kk_kl_shift_sums).  A b
+ * without sums (P = 0 throughout, or a maximum that is +inf or overflows
+ * the working precision) only raises m: once m holds such a maximum the
+ * row's KL never reads the sums (NaN, or the direct form of
+ * dense_rows.inc), so a's are not rescaled. */
+static KLKIT_HD kk_kl_t kk_kl_combine(kk_kl_t a, kk_kl_t b, double inv_t)
+{
+    a.mq = b.mq > a.mq ? b.mq : a.mq;
+    a.nan += b.nan;
+    a.zq += b.zq;
+    a.off = kk_lse_combine(a.off, b.off);
+    if (!b.has_sums) {
+        a.m = b.m > a.m ? b.m : a.m;
+        return a;
+    }
+    /* both states against the larger maximum ... */
+    if (b.m > a.m) {
+        double f = a.m == -INFINITY ? 0.0 : kk_exp(a.m - b.m);
+        a.W *= f;
+        a.A *= f;
+        a.B *= f;
+        a.m = b.m;
+    } else {
+        double f = kk_exp(b.m - a.m);
+        b.W *= f;
+        b.A *= f;
+        b.B *= f;
+    }
+    /* ... and at the shift of the heavier one */
+    double delta = ((b.ch - a.ch) + (b.cl - a.cl)) * inv_t;
+    if (!a.has_sums || b.W > a.W) {
+        if (a.has_sums) kk_kl_shift_sums(&a.W, &a.A, &a.B, delta);
+        a.ch = b.ch;
+        a.cl = b.cl;
+        a.has_sums = 1;
+    } else {
+        kk_kl_shift_sums(&b.W, &b.A, &b.B, -delta);
+    }
+    a.W += b.W;
+    a.A += b.A;
+    a.B += b.B;
+    return a;
+}
+
+/* The state of a whole row: Q's mass over its P = 0 chunks,
+ * sum of w_q = exp(xq/T - m + c), moved from off into A (rows whose maxima
+ * are not finite are left alone: their KL is NaN).  The result is still a
+ * state (A holds that mass against its m and shift like any other). */
+static KLKIT_HD kk_kl_t kk_kl_finish(kk_kl_t k, double inv_t)
+{
+    if (!isfinite(k.m) || !isfinite(k.mq)) return k;
+    if (k.off.m > -INFINITY)
+        k.A += kk_exp(kk_lse_value(k.off) - k.m + kk_kl_shift(k, inv_t));
+    k.off = kk_lse_empty();
+    return k;
+}
+
 /* ---- JS, one element, branch-free (the row loops vectorise it) ----
  * beta p phi(dp) + (1-beta) q phi(dq) given p, q, r = log(q/p) (+-inf where
  * p or q is 0), beta in [0, 1] and the logs of beta and 1 - beta:

@@ -40,27 +40,25 @@
  * clamp c >= 0 limits r (equivalently d) to [-c, c] before the estimator,
  * with two selects that let NaN through (verl clamps r at +-20).
  *
- * ---- reduction states ----
- * Sums accumulate in double (also for float32 / 16-bit input).  The max
- * state propagates NaN: once a NaN is seen it stays (kk_max_nan).  The
- * log-sum-exp state and its combine are those of lse.h.
+ * ---- reduction states (kk_seg_t) ----
+ * A state (a, b): sum and mean keep the sum in a, max the maximum in a,
+ * logsumexp the lse state (m, s) of lse.h in (a, b).  Sums accumulate in
+ * double (also for float32 / 16-bit input).  The max state propagates NaN:
+ * once a NaN is seen it stays (kk_max_nan); max(-0, +0) = +0 in either
+ * order (IEEE 754-2019 maximum).  The log-sum-exp state and its combine are
+ * those of lse.h.  An empty sequence has the value the caller gives.
  */
 #ifndef KLKIT_SEGMENT_H
 #define KLKIT_SEGMENT_H
 
 #include <math.h>
+#include "codes.h"
 #include "config.h"
 #include "expm.h"
 #include "lse.h"
 
 /* the larger of a and b, NaN if either is NaN; one select per comparison so
  * loops over it vectorise */
-static KLKIT_HD float kk_max_nanf(float a, float b)
-{
-    float t = b > a ? b : a;
-    return b != b ? b : t;
-}
-
 static KLKIT_HD double kk_max_nan(double a, double b)
 {
     double t = b > a ? b : a;
@@ -78,6 +76,21 @@ static KLKIT_HD double kk_clamp(double x, double c)
 {
     double lo = x < -c ? -c : x;
     return lo > c ? c : lo;
+}
+
+/* "x is finite" for an x >= 0 (an |d| or a k3 below), written as one
+ * compare that vectorises; false for +inf and NaN.  The bounds sit a little
+ * below the largest finite values (FLT_MAX = 3.40e38, DBL_MAX = 1.80e308):
+ * the k3 forms treat the few finite values above them as overflowed, which
+ * only skips the first-order rounding correction there. */
+static KLKIT_HD int kk_finite_nonnegf(float x)
+{
+    return x <= 3.0e38f;
+}
+
+static KLKIT_HD int kk_finite_nonneg(double x)
+{
+    return x <= 1.7e308;
 }
 
 /* k3(r) for |r| <= 2 by the series r^2 P(r), float (top of the file).
@@ -180,9 +193,9 @@ static KLKIT_HD float kk_k3f_xy(float x, float y, float c)
     float out = d * e > 0.0f ? 0.0f : re;
     re = fabsf(d) == c ? out : re;
     float ad = fabsf(d);
-    re = ad <= 3.0e38f ? re : 0.0f;             /* inf / NaN difference */
+    re = kk_finite_nonnegf(ad) ? re : 0.0f;     /* inf / NaN difference */
     float kc = KK_FMAF(re, k + r, k);
-    kc = k <= 3.0e38f ? kc : k;                 /* overflowed (or NaN) k3 */
+    kc = kk_finite_nonnegf(k) ? kc : k;         /* overflowed (or NaN) k3 */
     kc = re == 0.0f ? k : kc;
     return kc == kc ? kc : NAN;
 }
@@ -211,9 +224,9 @@ static KLKIT_HD double kk_k3_xy(double x, double y, double c)
     double out = d * e > 0.0 ? 0.0 : re;        /* on the bound, exact value outside */
     re = fabs(d) == c ? out : re;
     double ad = fabs(d);
-    re = ad <= 1.7e308 ? re : 0.0;
+    re = kk_finite_nonneg(ad) ? re : 0.0;       /* inf / NaN difference */
     double kc = KK_FMA(re, k + r, k);
-    kc = k <= 1.7e308 ? kc : k;
+    kc = kk_finite_nonneg(k) ? kc : k;          /* overflowed (or NaN) k3 */
     kc = re == 0.0 ? k : kc;
     return kc == kc ? kc : NAN;
 }
@@ -226,6 +239,44 @@ static KLKIT_HD double kk_k3_xy_small(double x, double y)
     double k = kk_k3_series(r);
     double kc = KK_FMA(-e, k + r, k);
     return kc == kc ? kc : NAN;
+}
+
+/* ---- reduction states (top of the file); op is an enum kk_segop ---- */
+typedef struct { double a, b; } kk_seg_t;
+
+static KLKIT_HD kk_seg_t kk_seg_empty(int op)
+{
+    kk_seg_t e;
+    if (op == KK_SEG_LSE) { kk_lse_t l = kk_lse_empty(); e.a = l.m; e.b = l.s; }
+    else if (op == KK_SEG_MAX) { e.a = -INFINITY; e.b = 0.0; }
+    else { e.a = 0.0; e.b = 0.0; }
+    return e;
+}
+
+static KLKIT_HD kk_seg_t kk_seg_combine(int op, kk_seg_t x, kk_seg_t y)
+{
+    if (op == KK_SEG_LSE) {
+        kk_lse_t p = { x.a, x.b }, q = { y.a, y.b };
+        kk_lse_t r = kk_lse_combine(p, q);
+        x.a = r.m; x.b = r.s;
+    } else if (op == KK_SEG_MAX) {
+        if (x.a == 0 && y.a == 0)
+            x.a = x.a + y.a;      /* max(-0, +0) = +0 in either order */
+        else
+            x.a = kk_max_nan(x.a, y.a);
+    } else {
+        x.a = x.a + y.a;
+    }
+    return x;
+}
+
+/* the result of a sequence of count terms; empty if there are none */
+static KLKIT_HD double kk_seg_value(int op, kk_seg_t x, int64_t count, double empty)
+{
+    if (count == 0) return empty;
+    if (op == KK_SEG_LSE) { kk_lse_t l = { x.a, x.b }; return kk_lse_value(l); }
+    if (op == KK_SEG_MEAN) return x.a / (double)count;
+    return x.a;
 }
 
 #endif
