@@ -727,13 +727,13 @@ def test_kernel_entry_checks_ranges():
     when called directly)."""
     out = np.empty(1)
     with pytest.raises(ValueError, match="outside"):
-        _cpu.seg_packed("sum", None, np.ones(4), None, np.array([2], np.int64), None,
+        _cpu.seg_packed("sum", None, "float64", np.ones(4), None, np.array([2], np.int64), None,
                         np.array([3], np.int64), np.inf, 0.0, out)
     with pytest.raises(ValueError, match="outside"):
-        _cpu.seg_packed("sum", None, np.ones(4), None, np.array([-1], np.int64), None,
+        _cpu.seg_packed("sum", None, "float64", np.ones(4), None, np.array([-1], np.int64), None,
                         np.array([1], np.int64), np.inf, 0.0, out)
     with pytest.raises(ValueError, match="outside"):
-        _cpu.seg_packed("sum", None, np.ones(4), None, np.array([2**62], np.int64), None,
+        _cpu.seg_packed("sum", None, "float64", np.ones(4), None, np.array([2**62], np.int64), None,
                         np.array([2**62], np.int64), np.inf, 0.0, out)
 
 

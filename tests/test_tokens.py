@@ -374,11 +374,16 @@ def test_kernel_entry_validates():
     x = np.zeros((2, 5), np.float32)
     out = np.empty(2)
     with pytest.raises(ValueError, match="targets"):
-        _cpu.token_rows(x, np.array([0, 7]), -100, 1.0, None, out, None, None, None)
+        _cpu.token_rows("float32", x, 1, np.array([0, 7]), -100, 1.0, None, out, None, None, None)
     with pytest.raises(ValueError, match="targets"):
-        _cpu.token_rows(x, np.array([0, 1], np.int32), -100, 1.0, None, out, None, None, None)
+        _cpu.token_rows("float32", x, 1, np.array([0, 1], np.int32), -100, 1.0, None, out, None,
+                        None, None)
     with pytest.raises(ValueError, match="weight"):
-        _cpu.token_rows(x, np.array([0, 1]), -100, 1.0, np.ones(5), out, None, None, np.empty(2))
+        _cpu.token_rows("float32", x, 1, np.array([0, 1]), -100, 1.0, np.ones(5), out, None, None,
+                        np.empty(2))
+    with pytest.raises(ValueError, match="prec"):
+        _cpu.token_rows("float32", x.astype(np.float64), 1, np.array([0, 1]), -100, 1.0, None,
+                        out, None, None, None)
 
 
 @pytest.mark.parametrize("dtype,temperature", [(np.float32, 1e30), (np.float32, 1e37),

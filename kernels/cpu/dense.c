@@ -64,16 +64,12 @@ static void stream_fence(void) {}
 #define KK_REAL_INC "dense_rows.inc"
 #include "precisions.inc"
 
-static const void *row_at(const void *base, int dtype, int64_t r, int64_t stride)
+void KK_FN(kk_lse_rows)(const kk_rows *x, double *out)
 {
-    return (const char *)base + r * stride * kk_itemsize(dtype);
-}
-
-void KK_FN(kk_lse_rows)(int dtype, const void *x, int64_t n_rows, int64_t n,
-                        int64_t row_stride, double *out)
-{
+    int64_t n_rows = x->n_rows, n = x->n;
     int64_t tiles = n > TILE ? (n + TILE - 1) / TILE : 1;
     int par = n_rows * n >= PAR_MIN;
+    int contiguous = kk_rows_contiguous(x), item = kk_itemsize(x->dtype);
     kk_lse_t *st = tiles > 1 ? (kk_lse_t *)malloc(sizeof(kk_lse_t) * n_rows * tiles) : NULL;
     if (tiles > 1 && !st) {   /* out of memory: do the rows whole, serially */
         tiles = 1;
@@ -86,16 +82,16 @@ void KK_FN(kk_lse_rows)(int dtype, const void *x, int64_t n_rows, int64_t n,
 #pragma omp for schedule(static)
         for (int64_t it = 0; it < n_rows * tiles; it++) {
             int64_t r = it / tiles, t = it % tiles;
-            const void *row = row_at(x, dtype, r, row_stride);
+            kk_row row = kk_row_at(x, r);
             int64_t i0 = t * TILE, i1 = tiles == 1 ? n : (i0 + TILE < n ? i0 + TILE : n);
             /* the start of the next item (this thread's, under the static
              * schedule), prefetched during the last chunk: short rows would
              * otherwise start every row from memory */
-            const void *after = it + 1 == n_rows * tiles ? NULL
-                              : i1 < n ? (const char *)row + i1 * kk_itemsize(dtype)
-                                       : row_at(x, dtype, r + 1, row_stride);
-            kk_lse_t s = dtype == KK_F64 ? span_lse_d(dtype, row, i0, i1, after, buf_d)
-                                         : span_lse_f(dtype, row, i0, i1, after, buf_f);
+            const char *after = it + 1 == n_rows * tiles || !contiguous ? NULL
+                              : i1 < n ? row.p + i1 * item
+                                       : kk_row_at(x, r + 1).p;
+            kk_lse_t s = x->dtype == KK_F64 ? span_lse_d(row, i0, i1, after, buf_d)
+                                            : span_lse_f(row, i0, i1, after, buf_f);
             if (tiles == 1)
                 out[r] = kk_lse_value(s);
             else
@@ -112,50 +108,48 @@ void KK_FN(kk_lse_rows)(int dtype, const void *x, int64_t n_rows, int64_t n,
     }
 }
 
-void KK_FN(kk_softmax_rows)(int dtype, const void *x, int64_t n_rows, int64_t n,
-                            int64_t row_stride, int log_, void *out,
-                            int64_t out_row_stride)
+void KK_FN(kk_softmax_rows)(const kk_rows *x, int log_, const kk_rows *out)
 {
-    /* outputs beyond STREAM_MIN bytes do not stay in cache anyway */
-    int64_t out_bytes = n_rows * n * (dtype == KK_F64 ? 8 : 4);
-    int stream = out_bytes >= STREAM_MIN;
+    int64_t n_rows = x->n_rows, n = x->n;
+    /* contiguous outputs beyond STREAM_MIN bytes do not stay in cache anyway */
+    int64_t out_bytes = n_rows * n * kk_itemsize(out->dtype);
+    int stream = out_bytes >= STREAM_MIN && kk_rows_contiguous(out);
 #pragma omp parallel if (n_rows * n >= PAR_MIN)
     {
         _Alignas(64) float buf_f[CHUNK];
         _Alignas(64) double buf_d[CHUNK];
 #pragma omp for schedule(static)
         for (int64_t r = 0; r < n_rows; r++) {
-            const void *row = row_at(x, dtype, r, row_stride);
-            if (dtype == KK_F64)
-                softmax_row_d(dtype, row, n, log_, stream, (double *)out + r * out_row_stride, buf_d);
+            kk_row row = kk_row_at(x, r), o = kk_row_at(out, r);
+            if (out->dtype == KK_F64)
+                softmax_row_d(row, n, log_, stream, o, buf_d);
             else
-                softmax_row_f(dtype, row, n, log_, stream, (float *)out + r * out_row_stride, buf_f);
+                softmax_row_f(row, n, log_, stream, o, buf_f);
         }
         if (stream) stream_fence();   /* before the barrier: stores visible */
     }
 }
 
 #define DIV_ROW(S, REALT, buf, buf2)                                           \
-    (kind == KK_LOGPROBS ? div_logprobs_row_##S(op, dtype, pr, qr, n, beta, buf, buf2) \
-     : op == KK_ENTROPY  ? entropy_logits_row_##S(dtype, pr, n, (REALT)inv_temp, buf)  \
-     : op == KK_XENT     ? xent_logits_row_##S(dtype, pr, qr, n, (REALT)inv_temp, buf, buf2) \
-     : op == KK_KL       ? kl_logits_row_##S(dtype, pr, qr, n, (REALT)inv_temp, buf, buf2)   \
-                         : js_logits_row_##S(dtype, pr, qr, n, (REALT)inv_temp, beta, buf, buf2))
+    (kind == KK_LOGPROBS ? div_logprobs_row_##S(op, pr, qr, n, beta, buf, buf2) \
+     : op == KK_ENTROPY  ? entropy_logits_row_##S(pr, n, (REALT)inv_temp, buf)  \
+     : op == KK_XENT     ? xent_logits_row_##S(pr, qr, n, (REALT)inv_temp, buf, buf2) \
+     : op == KK_KL       ? kl_logits_row_##S(pr, qr, n, (REALT)inv_temp, buf, buf2)   \
+                         : js_logits_row_##S(pr, qr, n, (REALT)inv_temp, beta, buf, buf2))
 
-void KK_FN(kk_div_rows)(int op, int kind, int dtype, const void *p,
-                        int64_t p_stride, const void *q, int64_t q_stride,
-                        int64_t n_rows, int64_t n, double inv_temp, double beta,
-                        double *out)
+void KK_FN(kk_div_rows)(int op, int kind, int prec, const kk_rows *p, const kk_rows *q,
+                        double inv_temp, double beta, double *out)
 {
+    int64_t n_rows = p->n_rows, n = p->n;
 #pragma omp parallel if (n_rows * n >= PAR_MIN)
     {
         _Alignas(64) float bf[CHUNK], bf2[CHUNK];
         _Alignas(64) double bd[CHUNK], bd2[CHUNK];
 #pragma omp for schedule(static)
         for (int64_t r = 0; r < n_rows; r++) {
-            const void *pr = row_at(p, dtype, r, p_stride);
-            const void *qr = q ? row_at(q, dtype, r, q_stride) : pr;
-            out[r] = dtype == KK_F64 ? DIV_ROW(d, double, bd, bd2) : DIV_ROW(f, float, bf, bf2);
+            kk_row pr = kk_row_at(p, r);
+            kk_row qr = q ? kk_row_at(q, r) : pr;
+            out[r] = prec == KK_F64 ? DIV_ROW(d, double, bd, bd2) : DIV_ROW(f, float, bf, bf2);
         }
     }
 }

@@ -10,6 +10,7 @@
 
 #include <stdint.h>
 #include "klkit/codes.h"   /* dtype, kind, op and estimator codes */
+#include "rows.h"          /* kk_rows: arrays as batches of rows, in place */
 #include "klkit_entries.h"
 
 /* dense.c, tokens.c and segment.c are compiled once per instruction set
@@ -19,12 +20,6 @@
 #define KK_CAT2(a, b) a##_##b
 #define KK_CAT(a, b) KK_CAT2(a, b)
 #define KK_FN(name) KK_CAT(name, KK_ISA)
-
-/* bytes per element of a dtype code */
-static inline int kk_itemsize(int dtype)
-{
-    return dtype == KK_F64 ? 8 : dtype == KK_F32 ? 4 : 2;
-}
 
 /* the kernel entry points (klkit_entries.h) */
 #define KK_DECLARE(isa, name, params, args) void name params;

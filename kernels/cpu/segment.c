@@ -58,12 +58,10 @@ typedef struct { int64_t s0, s1, blk, part; } seg_item;
 
 /* arguments of the packed driver (kk_seg_packed) */
 typedef struct {
-    int op, est, dtype;
-    const void *x;
-    int64_t x_stride;
+    int op, est;
+    const kk_rows *x;
     const int64_t *x_start;
-    const void *y;
-    int64_t y_stride;
+    const kk_rows *y;
     const int64_t *y_start;
     const int64_t *len;
     double clamp, empty;
@@ -72,17 +70,21 @@ typedef struct {
 
 /* arguments of the padded driver (kk_seg_padded) */
 typedef struct {
-    int op, est, dtype;
-    const void *x;
-    int64_t x_rs;
-    const void *y;
-    int64_t y_rs;
-    const uint8_t *mask;
-    int64_t m_rs, n;
+    int op, est;
+    const kk_rows *x, *y, *mask;
     double clamp, empty;
     double *out;
     int64_t *count;
 } padded_args;
+
+/* Pointer to the mask bytes of elements i0 .. i0+n of a mask row: the row
+ * itself where it is contiguous, else gathered into buf. */
+static const uint8_t *load_mask(kk_row row, int64_t i0, int64_t n, uint8_t *buf)
+{
+    if (kk_rows_contiguous(row.a)) return (const uint8_t *)row.p + i0;
+    for (int64_t i = 0; i < n; i++) buf[i] = *(const uint8_t *)kk_row_elem(row, i0 + i);
+    return buf;
+}
 
 /* the loops, per precision (float, double) */
 #define KK_REAL_INC "segment_real.inc"
@@ -140,10 +142,10 @@ static int64_t build_items(const int64_t *len, int64_t n, seg_item **items_out,
     return n_items;
 }
 
-void KK_FN(kk_seg_packed)(int op, int est, int dtype, const void *x, int64_t x_stride,
-                          const int64_t *x_start, const void *y, int64_t y_stride,
-                          const int64_t *y_start, const int64_t *len, int64_t n_seg,
-                          double clamp, double empty, double *out)
+void KK_FN(kk_seg_packed)(int op, int est, int prec, const kk_rows *x,
+                          const int64_t *x_start, const kk_rows *y, const int64_t *y_start,
+                          const int64_t *len, int64_t n_seg, double clamp, double empty,
+                          double *out)
 {
     if (n_seg <= 0) return;
     seg_item *items = NULL;
@@ -154,15 +156,14 @@ void KK_FN(kk_seg_packed)(int op, int est, int dtype, const void *x, int64_t x_s
         parts = (kk_seg_t *)malloc(sizeof(kk_seg_t) * (size_t)n_parts);
         if (!parts) { free(items); n_items = -1; }
     }
-    seg_args a = { op, est, dtype, x, x_stride, x_start, y, y_stride, y_start, len,
-                   clamp, empty, out };
+    seg_args a = { op, est, x, x_start, y, y_start, len, clamp, empty, out };
     if (n_items < 0) {                    /* out of memory: serial, same order */
-        if (dtype == KK_F64) packed_serial_d(&a, n_seg);
+        if (prec == KK_F64) packed_serial_d(&a, n_seg);
         else packed_serial_f(&a, n_seg);
         return;
     }
     int par = total >= SEG_PAR_MIN && n_items > 1;
-    if (dtype == KK_F64) packed_items_d(&a, items, n_items, parts, par);
+    if (prec == KK_F64) packed_items_d(&a, items, n_items, parts, par);
     else packed_items_f(&a, items, n_items, parts, par);
     /* long sequences: their block states in order */
     for (int64_t i = 0; i < n_items; i++) {
@@ -177,38 +178,40 @@ void KK_FN(kk_seg_packed)(int op, int est, int dtype, const void *x, int64_t x_s
     free(items);
 }
 
-void KK_FN(kk_seg_padded)(int op, int est, int dtype, const void *x, int64_t x_rs,
-                          const void *y, int64_t y_rs, const uint8_t *mask, int64_t m_rs,
-                          int64_t n_rows, int64_t n, double clamp, double empty,
-                          double *out, int64_t *count)
+void KK_FN(kk_seg_padded)(int op, int est, int prec, const kk_rows *x, const kk_rows *y,
+                          const kk_rows *mask, double clamp, double empty, double *out,
+                          int64_t *count)
 {
+    int64_t n_rows = x->n_rows;
     if (n_rows <= 0) return;
-    padded_args a = { op, est, dtype, x, x_rs, y, y_rs, mask, m_rs, n, clamp, empty, out, count };
-    int par = n_rows > 1 && n_rows * n >= SEG_PAR_MIN;
-    if (dtype == KK_F64) padded_rows_d(&a, n_rows, par);
+    padded_args a = { op, est, x, y, mask, clamp, empty, out, count };
+    int par = n_rows > 1 && n_rows * x->n >= SEG_PAR_MIN;
+    if (prec == KK_F64) padded_rows_d(&a, n_rows, par);
     else padded_rows_f(&a, n_rows, par);
 }
 
-void KK_FN(kk_kl_estimate)(int est, int dtype, const void *x, const void *y, int64_t n,
+void KK_FN(kk_kl_estimate)(int est, int prec, const kk_rows *x, const kk_rows *y,
                            double clamp, void *out)
 {
-    if (n <= 0) return;
+    int64_t n_rows = x->n_rows, n = x->n;
+    if (n_rows <= 0 || n <= 0) return;
     int64_t nb = (n + SEG_BLK - 1) / SEG_BLK;
-    int par = n >= SEG_PAR_MIN;
+    int par = n_rows * n >= SEG_PAR_MIN;
 #pragma omp parallel if (par)
     {
         _Alignas(64) float bxf[SEG_BLK], byf[SEG_BLK];
+        _Alignas(64) double bxd[SEG_BLK], byd[SEG_BLK];
 #pragma omp for schedule(static)
-        for (int64_t b = 0; b < nb; b++) {
-            int64_t i0 = b * SEG_BLK, m = n - i0 < SEG_BLK ? n - i0 : SEG_BLK;
-            if (dtype == KK_F64) {
-                terms_est_d(est, (const double *)x + i0, (const double *)y + i0, m,
-                            clamp, (double *)out + i0);
-            } else {
-                const float *px = load_f(dtype, x, 1, i0, m, bxf);
-                const float *py = load_f(dtype, y, 1, i0, m, byf);
-                terms_est_f(est, px, py, m, (float)clamp, (float *)out + i0);
-            }
+        for (int64_t it = 0; it < n_rows * nb; it++) {
+            int64_t r = it / nb, i0 = (it % nb) * SEG_BLK;
+            int64_t m = n - i0 < SEG_BLK ? n - i0 : SEG_BLK;
+            kk_row xr = kk_row_at(x, r), yr = kk_row_at(y, r);
+            if (prec == KK_F64)
+                terms_est_d(est, load_d(xr, i0, m, bxd), load_d(yr, i0, m, byd), m, clamp,
+                            (double *)out + r * n + i0);
+            else
+                terms_est_f(est, load_f(xr, i0, m, bxf), load_f(yr, i0, m, byf), m,
+                            (float)clamp, (float *)out + r * n + i0);
         }
     }
 }

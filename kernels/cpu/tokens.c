@@ -1,5 +1,5 @@
 /* tokens.c: row loops of token_logprobs and softmax_cross_entropy: for each
- * row of logits [n_rows, n] and its target index, log softmax(x / T)[target]
+ * row of logits (rows.h) and its target index, log softmax(x / T)[target]
  * and optionally the entropy, the lse and the label-smoothing sum, in one
  * streaming pass per row (tokens_rows.inc).
  *
@@ -24,13 +24,11 @@ enum { TASK_ELEMS = 1 << 16 };
 #define KK_REAL_INC "tokens_rows.inc"
 #include "precisions.inc"
 
-void KK_FN(kk_token_rows)(int dtype, const void *x, int64_t n_rows, int64_t n,
-                          int64_t row_stride, const int64_t *targets,
-                          int64_t ignore_index, double inv_temp,
-                          const void *weight, double *lp, double *ent,
-                          double *lse, double *smooth)
+void KK_FN(kk_token_rows)(int prec, const kk_rows *x, const int64_t *targets,
+                          int64_t ignore_index, double inv_temp, const void *weight,
+                          double *lp, double *ent, double *lse, double *smooth)
 {
-    int64_t item = kk_itemsize(dtype);
+    int64_t n_rows = x->n_rows, n = x->n;
     int64_t rows_per_task = n >= TASK_ELEMS ? 1 : TASK_ELEMS / (n > 0 ? n : 1);
     int want_ent = ent != NULL, want_smooth = smooth != NULL;
 #pragma omp parallel if (n_rows * n >= PAR_MIN)
@@ -52,12 +50,12 @@ void KK_FN(kk_token_rows)(int dtype, const void *x, int64_t n_rows, int64_t n,
                 if (o_sm) *o_sm = v;
                 continue;
             }
-            const void *row = (const char *)x + r * row_stride * item;
-            if (dtype == KK_F64)
-                token_row_d(dtype, row, n, t, inv_temp, want_ent, want_smooth,
+            kk_row row = kk_row_at(x, r);
+            if (prec == KK_F64)
+                token_row_d(row, n, t, inv_temp, want_ent, want_smooth,
                             (const double *)weight, buf_d, lp + r, o_ent, o_lse, o_sm);
             else
-                token_row_f(dtype, row, n, t, (float)inv_temp, want_ent, want_smooth,
+                token_row_f(row, n, t, (float)inv_temp, want_ent, want_smooth,
                             (const float *)weight, buf_f, lp + r, o_ent, o_lse, o_sm);
         }
     }

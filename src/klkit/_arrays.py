@@ -1,6 +1,6 @@
-"""Arrays in and out of the public functions: conversion of numpy, torch
-and Arrow-free inputs, the one dtype promotion rule, and the row layout
-(leading shape) the kernels take.
+"""Arrays in and out of the public functions: conversion of numpy and
+torch inputs, the one dtype promotion rule, and the row view (leading
+shape and strides, no copy) the kernels take.
 
 Nothing here computes; it decides which array the kernels see and what the
 caller gets back.  Device arrays (torch CUDA tensors, CuPy arrays) are
@@ -92,6 +92,16 @@ def common_dtype(*operands):
     return dt if dt.name in KERNEL_DTYPES else np.dtype(np.float64)
 
 
+def narrowed(a, dtype):
+    """a as the kernels computing in ``dtype`` read it: as it is (they
+    convert 16-bit and float32 input themselves), except a float64 operand
+    of a computation that is not float64, which only a Python scalar can be
+    (weak in common_dtype's rule): that one is cast, O(1)."""
+    if a.dtype.name == "float64" and np.dtype(dtype).name != "float64":
+        return a.astype(dtype)
+    return a
+
+
 def result_dtype(dt):
     """float64 for float64 input, float32 for float32 and 16-bit input."""
     return np.dtype(np.float64) if np.dtype(dt).name == "float64" else np.dtype(np.float32)
@@ -117,23 +127,45 @@ def kernel_precision(dtype, temperature):
     return None
 
 
-def to_rows(a, axes):
-    """View (or copy) of a as [rows, n], n the product of the reduced axes,
-    each row contiguous.  Returns (rows, kept_shape, moved_shape)."""
+#: axes per part (batch, row) the kernels take after merging contiguous
+#: ones (the kernels' KK_MAX_DIMS); a view with more parts is copied
+MAX_DIMS = 8
+
+
+def kernel_view(a, n_lead=0):
+    """a itself wherever the kernels can read it in place (any strides, any
+    order, broadcasts included): aligned, strides in whole elements and at
+    most MAX_DIMS axes in the batch and in the row.  Otherwise (a view of a
+    packed record, more than MAX_DIMS axes) a C-contiguous copy."""
+    item = a.itemsize
+    if (a.flags.aligned and n_lead <= MAX_DIMS and a.ndim - n_lead <= MAX_DIMS
+            and all(s % item == 0 for n, s in zip(a.shape, a.strides) if n > 1)):
+        return a
+    return np.ascontiguousarray(a)
+
+
+def moved(a, axes):
+    """a with the reduced ``axes`` last, the others first in order: a
+    transpose, never a copy (0-d arrays become one row of one element)."""
     if a.ndim == 0:
-        return a.reshape(1, 1), (), (1,)
-    kept = [i for i in range(a.ndim) if i not in axes]
-    moved = np.transpose(a, kept + list(axes))
-    kept_shape = tuple(a.shape[i] for i in kept)
-    n = 1
-    for i in axes:
-        n *= a.shape[i]
-    rows = moved.reshape(-1, n) if moved.size else np.empty((int(np.prod(kept_shape)), n), a.dtype)
-    if n > 1 and rows.strides[1] != rows.itemsize:
-        rows = np.ascontiguousarray(rows)
-    if rows.shape[0] > 1 and rows.strides[0] % rows.itemsize:
-        rows = np.ascontiguousarray(rows)
-    return rows, kept_shape, moved.shape
+        return a.reshape(1)
+    return np.transpose(a, [i for i in range(a.ndim) if i not in axes] + list(axes))
+
+
+def rows(a, axes):
+    """(view, n_lead, kept_shape): a as the kernels read it, one row per
+    index of the kept axes (the first n_lead axes of the view, of shape
+    kept_shape) over the reduced ``axes`` (the rest), in place wherever
+    kernel_view allows."""
+    v = moved(a, axes)
+    n_lead = v.ndim - len(axes) if a.ndim else 0
+    return kernel_view(v, n_lead), n_lead, v.shape[:n_lead]
+
+
+def precision(dtype):
+    """The kernels' working precision for a computation in ``dtype``:
+    "float64" for float64, "float32" for float32 and the 16-bit floats."""
+    return "float64" if np.dtype(dtype).name == "float64" else "float32"
 
 
 def finish(values, kept_shape, dtype, wrap):

@@ -19,11 +19,13 @@ How to add an op to this family:
    tests/test_accuracy.py, contracts in tests/test_contracts.py) and a bench
    in bench/bench_dense.py plus a row in bench/report.py.
 """
+import math
+
 import numpy as np
 
 from . import _args, _kernels
+from ._arrays import as_input, float_input, kernel_view, moved, result_dtype, rows
 from ._registry import public
-from ._arrays import as_input, float_input, result_dtype, to_rows
 
 __all__ = ["logsumexp", "softmax", "log_softmax"]
 
@@ -62,9 +64,9 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
         return tuple(wrap(r) for r in res) if return_sign else wrap(res)
     a = float_input(a, "a")
     axes = _args.axes(axis, a.ndim)
-    rows, kept_shape, _ = to_rows(a, axes)
-    out = np.empty(rows.shape[0], np.float64)
-    _kernels.backend(rows).lse_rows(rows, out)
+    v, n_lead, kept_shape = rows(a, axes)
+    out = np.empty(math.prod(kept_shape), np.float64)
+    _kernels.backend(v).lse_rows(v, n_lead, out)
     res = out.astype(result_dtype(a.dtype), copy=False)
     if keepdims:
         res = res.reshape(tuple(1 if i in axes else n for i, n in enumerate(a.shape)))
@@ -83,17 +85,18 @@ def _softmax_family(x, axis, out, log):
     if out is not None:
         _args.out(out, x, dtype)
     axes = _args.axes(axis, x.ndim)
-    rows, _, moved_shape = to_rows(x, axes)
-    trailing = axes == tuple(range(x.ndim - len(axes), x.ndim))
+    v, n_lead, _ = rows(x, axes)
     target = out if out is not None else np.empty(x.shape, dtype)
-    direct = trailing and target.flags.c_contiguous
-    dest = target.reshape(rows.shape) if direct else np.empty(rows.shape, dtype)
-    if rows.size:
-        _kernels.backend(rows, dest).softmax_rows(rows, log, dest)
+    # the output rows are read the same way as the input's, in place (an
+    # out= the kernels cannot write in place is filled from a copy)
+    dest = moved(target, axes)
+    direct = kernel_view(dest, n_lead) is dest
     if not direct:
-        kept = [i for i in range(x.ndim) if i not in axes]
-        order = np.argsort(kept + list(axes))
-        target[...] = np.transpose(dest.reshape(moved_shape), order)
+        dest = np.empty(dest.shape, dtype)
+    if v.size:
+        _kernels.backend(v, dest).softmax_rows(v, n_lead, log, dest)
+    if not direct:
+        moved(target, axes)[...] = dest
     return wrap(target[()] if target.ndim == 0 and out is None else target)
 
 

@@ -12,22 +12,24 @@ nearly one-hot) are in kernels/include/klkit/divergence.h.
 Adding an op: see the numbered list at the top of dense.py.
 """
 
+import math
+
 import numpy as np
 
 from . import _args, _kernels
-from ._registry import public
 from ._arrays import (as_input, common_dtype, finish, float_input, kernel_precision,
-                      result_dtype, to_rows)
+                      narrowed, precision, result_dtype, rows)
+from ._registry import public
 
 __all__ = ["entropy", "cross_entropy", "kl_div", "js_div"]
 
 
-def _as_logs(a, kind):
-    """Kernel kind and array: probs become normalisable log-probs (log p)."""
+def _as_logs(a, kind, work):
+    """Kernel kind and array: probs become normalisable log-probs (log p,
+    taken in the working precision: a temporary array of a's size)."""
     if kind != "probs":
         return kind, a
-    if a.dtype.name != "float64":
-        a = a.astype(np.float32)
+    a = a.astype(np.float64 if work.name == "float64" else np.float32)
     with np.errstate(divide="ignore", invalid="ignore"):
         return "logits", np.log(a)     # p < 0 gives NaN: that row is NaN
 
@@ -55,17 +57,16 @@ def _reduce(op, arrays, axis, kind, base, temperature, beta=0.5):
                               base=base, temperature=temperature, **extra)
         r = np.asarray(r).astype(out_dtype)
         return wrap(r[()] if r.ndim == 0 else r)
-    rows = []
-    for a in arrs:
-        a = np.broadcast_to(a.astype(work, copy=False), shape)
-        k, a = _as_logs(a, kind)
-        r, kept_shape, _ = to_rows(a, (ax,))
-        rows.append(r)
-    n_rows = rows[0].shape[0]
-    out = np.empty(n_rows, np.float64)
-    if n_rows:
-        _kernels.backend(*rows).div_rows(op, k, rows[0], rows[1] if len(rows) > 1 else None,
-                                         1.0 / temperature, float(beta), out)
+    views = []
+    for a in arrs:       # each in its own dtype: the kernels convert chunk by chunk
+        k, a = _as_logs(np.broadcast_to(narrowed(a, work), shape), kind, work)
+        v, n_lead, kept_shape = rows(a, (ax,))
+        views.append(v)
+    out = np.empty(math.prod(kept_shape), np.float64)
+    if out.size:
+        _kernels.backend(*views).div_rows(op, k, precision(work), views[0],
+                                          views[1] if len(views) > 1 else None, n_lead,
+                                          1.0 / temperature, float(beta), out)
     if log_base is not None:
         out /= log_base
     return finish(out, kept_shape, out_dtype, wrap)

@@ -59,7 +59,8 @@ import numpy as np
 
 from . import _args, _kernels
 from ._registry import public
-from ._arrays import as_input, common_dtype, float_input, is_arrow, result_dtype
+from ._arrays import (as_input, common_dtype, float_input, is_arrow, kernel_view, narrowed,
+                      precision, result_dtype, rows)
 
 __all__ = ["segment_sum", "segment_mean", "segment_max", "segment_logsumexp",
            "kl_estimate", "seq_kl", "agg_loss"]
@@ -74,8 +75,8 @@ class _Layout:
 
     kind "packed": ``parts`` is a list of (x 1-D, starts int64, lens int64),
     one per Arrow chunk (one for NumPy input); kind "padded": ``x`` [B, T]
-    with unit column stride and ``mask`` (bool, unit column stride) or None.
-    ``dtype`` is the floating input dtype, ``T`` the padded length or None.
+    and ``mask`` (bool [B, T]) or None, views of any strides.  ``dtype`` is
+    the floating input dtype, ``T`` the padded length or None.
     """
 
     def __init__(self, kind, dtype, wrap, parts=None, x=None, mask=None, T=None):
@@ -88,22 +89,6 @@ class _Layout:
         if not self.parts:
             return np.zeros(0, np.int64)
         return np.concatenate([p[2] for p in self.parts])
-
-
-def _rows_ok(a):
-    """a [B, T] with unit column stride and a row stride in whole items."""
-    if a.shape[1] > 1 and a.strides[1] != a.itemsize:
-        return np.ascontiguousarray(a)
-    if a.shape[0] > 1 and a.strides[0] % a.itemsize:
-        return np.ascontiguousarray(a)
-    return a
-
-
-def _strided_ok(a):
-    """1-D a with a stride in whole items (any sign, 0 included)."""
-    if a.shape[0] > 1 and a.strides[0] % a.itemsize:
-        return np.ascontiguousarray(a)
-    return a
 
 
 def _layout(values, offsets, mask, name="values"):
@@ -121,7 +106,7 @@ def _layout(values, offsets, mask, name="values"):
             raise ValueError(f"{name}: packed values (with offsets) must be 1-D, got shape {x.shape}")
         off, _ = as_input(offsets, "offsets")
         starts, lens = _args.offsets(off, x.shape[0])
-        return _Layout("packed", x.dtype, wrap, parts=[(_strided_ok(x), starts, lens)])
+        return _Layout("packed", x.dtype, wrap, parts=[(kernel_view(x), starts, lens)])
     if x.ndim != 2:
         if x.ndim == 1 and mask is None:
             raise ValueError("offsets: required for 1-D (packed) values; 2-D [B, T] values "
@@ -131,61 +116,48 @@ def _layout(values, offsets, mask, name="values"):
     m = None
     if mask is not None:
         mk, _ = as_input(mask, "mask")
-        m = _rows_ok(_args.mask(mk, x.shape))
-    return _Layout("padded", x.dtype, wrap, x=_rows_ok(x), mask=m, T=x.shape[1])
+        m = kernel_view(_args.mask(mk, x.shape), 1)
+    return _Layout("padded", x.dtype, wrap, x=kernel_view(x, 1), mask=m, T=x.shape[1])
 
 
 def _identity(r):
     return r
 
 
-def _cast_layout(lay, dtype):
-    if lay.dtype == dtype:
-        return lay
-    if lay.kind == "packed":
-        lay.parts = [(x.astype(dtype), s, n) for x, s, n in lay.parts]
-    else:
-        lay.x = lay.x.astype(dtype)
-    lay.dtype = dtype
-    return lay
-
-
 # --------------------------------------------------------------------------
 # running the kernels
 # --------------------------------------------------------------------------
 
-def _run(op, lay, empty, est=None, other=None, clamp=math.inf, want_counts=False):
-    """float64 result per sequence (and int64 counts when asked)."""
+def _run(op, lay, empty, dtype, est=None, other=None, clamp=math.inf, want_counts=False):
+    """float64 result per sequence (and int64 counts when asked), computed
+    in the precision of ``dtype`` (each input read in its own dtype)."""
+    prec = precision(dtype)
     if lay.kind == "padded":
         B = lay.x.shape[0]
         out = np.empty(B, np.float64)
         counts = np.empty(B, np.int64) if want_counts else None
         if B:
-            _kernels.backend(lay.x).seg_padded(op, est, lay.x, None if other is None else other.x,
-                                               lay.mask, clamp, empty, out, counts)
+            y = None if other is None else other.x
+            _kernels.backend(lay.x).seg_padded(op, est, prec, lay.x, y, lay.mask, clamp, empty,
+                                               out, counts)
         return out, counts
     outs = []
     for i, (x, starts, lens) in enumerate(lay.parts):
         out = np.empty(lens.shape[0], np.float64)
         if lens.shape[0]:
             y, ystarts = (None, None) if other is None else other.parts[i][:2]
-            _kernels.backend(x).seg_packed(op, est, x, y, starts, ystarts, lens, clamp, empty,
-                                           out)
+            _kernels.backend(x).seg_packed(op, est, prec, x, y, starts, ystarts, lens, clamp,
+                                           empty, out)
         outs.append(out)
     out = np.concatenate(outs) if outs else np.zeros(0, np.float64)
     return out, (lay.lens if want_counts else None)
 
 
-def _finish(out, lay):
-    res = out.astype(result_dtype(lay.dtype), copy=False)
-    return lay.wrap(res)
-
-
 def _reduce(op, values, offsets, mask, empty):
     empty = _args.empty(empty)
     lay = _layout(values, offsets, mask)
-    out, _ = _run(op, lay, empty)
-    return _finish(out, lay)
+    out, _ = _run(op, lay, empty, lay.dtype)
+    return lay.wrap(out.astype(result_dtype(lay.dtype), copy=False))
 
 
 @public("segments", ("values", "offsets", "mask"))
@@ -308,15 +280,18 @@ def kl_estimate(logp, ref_logp, estimator="k1", *, clamp=None):
                          f"{a.shape}") from None
     out = np.empty(shape, result_dtype(dtype))
     if out.size:
-        xa = np.ascontiguousarray(np.broadcast_to(a.astype(dtype, copy=False), shape))
-        xb = np.ascontiguousarray(np.broadcast_to(b.astype(dtype, copy=False), shape))
-        _kernels.backend(xa, xb).kl_estimate(est, xa.reshape(-1), xb.reshape(-1), c,
+        # rows over the last axis of the broadcast views, read in place
+        axes = (len(shape) - 1,) if shape else ()
+        xa, n_lead, _ = rows(np.broadcast_to(narrowed(a, dtype), shape), axes)
+        xb, _, _ = rows(np.broadcast_to(narrowed(b, dtype), shape), axes)
+        _kernels.backend(xa, xb).kl_estimate(est, precision(dtype), xa, xb, n_lead, c,
                                              out.reshape(-1))
     return wrap(out[()] if out.ndim == 0 else out)
 
 
 def _pair_layouts(logp, ref_logp, offsets, mask):
-    """Layouts of logp and ref_logp with one dtype and matching sequences."""
+    """Layouts of logp and ref_logp with matching sequences, and the dtype
+    both are computed in."""
     arrow = is_arrow(logp)
     if arrow != is_arrow(ref_logp):
         raise TypeError("ref_logp: logp and ref_logp must both be Arrow list arrays or both "
@@ -341,8 +316,7 @@ def _pair_layouts(logp, ref_logp, offsets, mask):
         if bad.size:
             i = int(bad[0])
             raise ValueError(f"ref_logp: sequence {i} has {b[i]} tokens, logp's has {a[i]}")
-    dtype = common_dtype((None, lp.dtype), (None, lq.dtype))
-    return _cast_layout(lp, dtype), _cast_layout(lq, dtype)
+    return lp, lq, common_dtype((None, lp.dtype), (None, lq.dtype))
 
 
 @public("segments", ("logp", "ref_logp", "offsets", "mask"))
@@ -372,9 +346,9 @@ def seq_kl(logp, ref_logp, offsets=None, *, mask=None, estimator="k1", reduce="s
     c = _args.clamp(clamp)
     reduce = _args.reduce(reduce)
     empty = _args.empty(empty)
-    lp, lq = _pair_layouts(logp, ref_logp, offsets, mask)
-    out, _ = _run(reduce, lp, empty, est=est, other=lq, clamp=c)
-    return _finish(out, lp)
+    lp, lq, dtype = _pair_layouts(logp, ref_logp, offsets, mask)
+    out, _ = _run(reduce, lp, empty, dtype, est=est, other=lq, clamp=c)
+    return lp.wrap(out.astype(result_dtype(dtype), copy=False))
 
 
 @public("segments", ("values", "offsets", "mask"))
@@ -418,7 +392,7 @@ def agg_loss(values, offsets=None, *, mask=None, mode="token-mean", num_tokens=N
     num_seqs = _args.count(num_seqs, "num_seqs")
     norm_length = _args.count(norm_length, "norm_length")
     lay = _layout(values, offsets, mask)
-    sums, counts = _run("sum", lay, 0.0, want_counts=True)
+    sums, counts = _run("sum", lay, 0.0, lay.dtype, want_counts=True)
     nonempty = counts > 0
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         if mode == "token-mean":

@@ -21,7 +21,8 @@ import numpy as np
 
 from . import _args, _kernels
 from ._registry import public
-from ._arrays import as_input, finish, float_input, kernel_precision, result_dtype, to_rows
+from ._arrays import (as_input, finish, float_input, kernel_precision, precision, result_dtype,
+                      rows)
 
 __all__ = ["token_logprobs", "softmax_cross_entropy", "TokenLogprobs"]
 
@@ -35,8 +36,9 @@ class TokenLogprobs(NamedTuple):
 
 
 def _prepare(logits, targets, ignore_index):
-    """(rows [N, V] with unit-stride rows, flat int64 targets, ignore_index,
-    leading shape, output dtype, wrap) after every check, before any kernel."""
+    """(logits as rows over the class axis (a view), flat int64 targets,
+    ignore_index, leading shape, output dtype, wrap) after every check,
+    before any kernel."""
     x, wrap = as_input(logits, "logits")
     x = float_input(x, "logits")
     if x.ndim == 0:
@@ -44,8 +46,8 @@ def _prepare(logits, targets, ignore_index):
     ignore_index = _args.ignore_index(ignore_index)
     t, _ = as_input(targets, "targets")
     tgt = _args.targets(t, x.shape[:-1], x.shape[-1], ignore_index)
-    rows, lead, _ = to_rows(x, (x.ndim - 1,))
-    return rows, tgt, ignore_index, lead, result_dtype(x.dtype), wrap
+    v, _, lead = rows(x, (x.ndim - 1,))
+    return v, tgt, ignore_index, lead, result_dtype(x.dtype), wrap
 
 
 def _loss(lp, smooth, tgt, keep, weight, eps, n_classes, reduction):
@@ -109,8 +111,8 @@ def token_logprobs(logits, targets, *, temperature=1.0, ignore_index=-100,
     gives NaN; a -inf target logit in a finite row gives -inf.
     """
     t = _args.temperature(temperature)
-    rows, tgt, ignore_index, lead, dtype, wrap = _prepare(logits, targets, ignore_index)
-    work = kernel_precision(rows.dtype, t)
+    v, tgt, ignore_index, lead, dtype, wrap = _prepare(logits, targets, ignore_index)
+    work = kernel_precision(v.dtype, t)
     if work is None:       # 1/T beyond even float64's range: the NumPy twin
         x, _ = as_input(logits, "logits")
         r = _kernels.twin("token_logprobs")(
@@ -120,14 +122,13 @@ def token_logprobs(logits, targets, *, temperature=1.0, ignore_index=-100,
         r = r if isinstance(r, tuple) else (r, None, None)
         out = [None if v is None else finish(np.asarray(v), lead, dtype, wrap) for v in r]
         return out[0] if not (return_entropy or return_lse) else TokenLogprobs(*out)
-    rows = rows.astype(work, copy=False)
-    n = rows.shape[0]
+    n = tgt.shape[0]
     lp = np.empty(n)
     ent = np.empty(n) if return_entropy else None
     lse = np.empty(n) if return_lse else None
     if n:
-        _kernels.backend(rows).token_rows(rows, tgt, ignore_index, 1.0 / t, None, lp, ent, lse,
-                                          None)
+        _kernels.backend(v).token_rows(precision(work), v, v.ndim - 1, tgt, ignore_index,
+                                       1.0 / t, None, lp, ent, lse, None)
     lp = finish(lp, lead, dtype, wrap)
     if not (return_entropy or return_lse):
         return lp
@@ -160,22 +161,20 @@ def softmax_cross_entropy(logits, targets, *, weight=None, ignore_index=-100,
     0 * -inf = nan there).  A -inf logit of positive weight makes the
     smoothed loss +inf, as in torch.
     """
-    rows, tgt, ignore_index, lead, dtype, wrap = _prepare(logits, targets, ignore_index)
-    n_classes = rows.shape[1]
+    v, tgt, ignore_index, lead, dtype, wrap = _prepare(logits, targets, ignore_index)
+    n_classes = v.shape[-1]
     reduction = _args.reduction(reduction)
     eps = _args.label_smoothing(label_smoothing)
     w64 = _args.class_weights(None if weight is None else as_input(weight, "weight")[0],
                               n_classes)
-    n = rows.shape[0]
+    n = tgt.shape[0]
     lp = np.empty(n)
     smooth = np.empty(n) if eps else None
     if n:
-        wk = None
-        if eps and w64 is not None:
-            wk = np.ascontiguousarray(w64, dtype=np.float64 if rows.dtype == np.float64
-                                      else np.float32)
-        _kernels.backend(rows).token_rows(rows, tgt, ignore_index, 1.0, wk, lp, None, None,
-                                          smooth)
+        prec = precision(v.dtype)
+        wk = None if not eps or w64 is None else w64.astype(prec)
+        _kernels.backend(v).token_rows(prec, v, v.ndim - 1, tgt, ignore_index, 1.0, wk, lp,
+                                       None, None, smooth)
     keep = tgt != ignore_index
     loss = _loss(lp, smooth, tgt, keep, w64, eps, n_classes, reduction)
     return finish(loss, lead if reduction == "none" else (), dtype, wrap)

@@ -1,12 +1,13 @@
 /* klkit/codes.h: the integer codes the Python layer passes to the kernels:
- * input dtype, input kind, divergence op, segment reduction and KL
+ * element type, input kind, divergence op, segment reduction and KL
  * estimator.  Defined once for the CPU entry points (klkit_cpu.h, whose
  * enums _cpu.pyx reads) and for the math headers that switch on them
  * (segment.h). */
 #ifndef KLKIT_CODES_H
 #define KLKIT_CODES_H
 
-enum kk_dtype { KK_F16 = 0, KK_BF16 = 1, KK_F32 = 2, KK_F64 = 3 };
+/* element types; KK_BOOL (one byte, 0 or not) only for segment masks */
+enum kk_dtype { KK_F16 = 0, KK_BF16 = 1, KK_F32 = 2, KK_F64 = 3, KK_BOOL = 4 };
 enum kk_kind { KK_LOGITS = 0, KK_LOGPROBS = 1 };
 enum kk_divop { KK_ENTROPY = 0, KK_XENT = 1, KK_KL = 2, KK_JS = 3 };
 enum kk_segop { KK_SEG_SUM = 0, KK_SEG_MEAN = 1, KK_SEG_MAX = 2, KK_SEG_LSE = 3 };
