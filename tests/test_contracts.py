@@ -586,3 +586,53 @@ def test_torch_bfloat16_tensor():
     assert isinstance(got, torch.Tensor) and got.dtype == torch.float32
     ref = kk.log_softmax(t.float().numpy(), axis=-1)
     np.testing.assert_array_equal(got.numpy(), ref)
+
+
+# --------------------------------------------------------------------------
+# views the kernels read in place, and the few they cannot
+# --------------------------------------------------------------------------
+
+def _views_of(x):
+    """Views of the values of x (3-D) in other layouts, each with the
+    permutation that brings it back to x's axes."""
+    wide = np.zeros(x.shape[:-1] + (3 * x.shape[-1],), x.dtype)
+    wide[..., 1::3] = x
+    yield wide[..., 1::3], None                                  # strided last axis
+    t = np.ascontiguousarray(np.transpose(x, (2, 0, 1)))
+    yield np.transpose(t, (1, 2, 0)), None                       # axes permuted in memory
+    yield x[::-1, :, ::-1].copy()[::-1, :, ::-1], None           # negative strides
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("axis", [(0, 2), (1, 2), (0, 1), None, (2,), 1])
+@pytest.mark.parametrize("name", ["logsumexp", "softmax", "log_softmax"])
+def test_rows_over_several_axes_of_a_view(name, axis, dtype):
+    """A row spanning several axes of a strided view is gathered in the
+    order of its contiguous copy: the same bits."""
+    x = nasty_array((5, 7, 301), dtype, "special", seed=3)
+    f = getattr(kk, name)
+    expected = result_bits(f(x, axis=axis))
+    for v, _ in _views_of(x):
+        assert result_bits(f(v, axis=axis)) == expected
+
+
+@pytest.mark.parametrize("name", ["logsumexp", "kl_div", "token_logprobs", "segment_sum"])
+def test_views_the_kernels_cannot_read_are_copied(name):
+    """Unaligned data and views with more axes than the kernels take give
+    the same bits through a copy."""
+    x = nasty_array((2,) * 10 + (33,), np.float32, "normal", seed=4)   # 11 axes, 10 leading
+    raw = np.zeros(x.size * 4 + 1, np.uint8)
+    unaligned = raw[1:].view(np.float32).reshape(x.shape)
+    unaligned[...] = x
+    assert not unaligned.flags.aligned
+    spread = np.zeros((2, 3) * 10 + (33,), np.float32)[(slice(None), 1) * 10]
+    spread[...] = x                                                    # 10 unmergeable axes
+    f = {"logsumexp": lambda a: kk.logsumexp(a, axis=-1),
+         "kl_div": lambda a: kk.kl_div(a, a[::-1]),
+         "token_logprobs": lambda a: kk.token_logprobs(a, np.zeros(a.shape[:-1], np.int64)),
+         "segment_sum": lambda a: kk.segment_sum(a.reshape(-1)[::3],
+                                                 np.array([0, 7, 7, a.size // 3]))}[name]
+    expected = result_bits(f(x))
+    assert result_bits(f(unaligned)) == expected
+    if name != "segment_sum":
+        assert result_bits(f(spread)) == expected

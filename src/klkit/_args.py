@@ -148,7 +148,7 @@ def targets(targets, lead_shape, n_classes, ignore):
         pos = np.unravel_index(int(np.flatnonzero(bad)[0]), t.shape) if t.ndim else ()
         raise ValueError(f"targets: class index {t[pos]} at position {tuple(int(i) for i in pos)} "
                          f"is outside [0, {n_classes}) and is not ignore_index ({ignore})")
-    return np.ascontiguousarray(t, dtype=np.int64).reshape(-1)
+    return np.array(t, dtype=np.int64, order="C").reshape(-1)   # a copy, aligned
 
 
 def reduction(reduction):
@@ -257,7 +257,7 @@ def offsets(offsets, n_values):
                          f"< offsets[{i}] = {off[i]}")
     if off[-1] > n_values:
         raise ValueError(f"offsets: offsets[-1] = {off[-1]} lies beyond the {n_values} values")
-    return np.ascontiguousarray(off[:-1]), lens
+    return np.array(off[:-1]), lens                             # a copy, aligned
 
 
 def mask(mask, shape):

@@ -141,7 +141,7 @@ def kernel_view(a, n_lead=0):
     if (a.flags.aligned and n_lead <= MAX_DIMS and a.ndim - n_lead <= MAX_DIMS
             and all(s % item == 0 for n, s in zip(a.shape, a.strides) if n > 1)):
         return a
-    return np.ascontiguousarray(a)
+    return np.copy(a, order="C")      # (np.ascontiguousarray keeps unaligned data)
 
 
 def moved(a, axes):

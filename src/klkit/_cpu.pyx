@@ -167,6 +167,13 @@ cdef int _same_rows(const kk_rows *a, const kk_rows *b, str name) except -1:
     return 0
 
 
+cdef const int64_t *_i64_vector(cnp.ndarray a, int64_t n, str name) except NULL:
+    if a.ndim != 1 or a.shape[0] != n or a.dtype.name != "int64" or not a.flags.c_contiguous \
+            or not a.flags.aligned:
+        raise ValueError(f"{name}: expected an aligned contiguous int64 vector of length {n}")
+    return <const int64_t *>cnp.PyArray_DATA(a)
+
+
 cdef double *_out_vector(cnp.ndarray out, int64_t n_rows) except NULL:
     if out.ndim != 1 or out.shape[0] != n_rows or out.dtype.name != "float64" \
             or not out.flags.c_contiguous or not out.flags.writeable:
@@ -240,10 +247,7 @@ def token_rows(str prec, cnp.ndarray x, int n_lead, cnp.ndarray targets, long lo
     if pc == KK_F32 and dx.dtype == KK_F64:
         raise ValueError("prec: float64 input needs prec='float64'")
     cdef int64_t n_rows = dx.n_rows, n = dx.n
-    if targets.dtype.name != "int64" or targets.ndim != 1 or targets.shape[0] != n_rows \
-            or not targets.flags.c_contiguous:
-        raise ValueError("targets: expected a contiguous int64 vector, one per row")
-    cdef const int64_t *pt = <const int64_t *>cnp.PyArray_DATA(targets)
+    cdef const int64_t *pt = _i64_vector(targets, n_rows, "targets")
     cdef int64_t i, t
     for i in range(n_rows):            # the kernel must never see an index it would misread
         t = pt[i]
@@ -272,12 +276,6 @@ def token_rows(str prec, cnp.ndarray x, int n_lead, cnp.ndarray targets, long lo
 # check every span the kernel will read, so no caller mistake can become an
 # out-of-bounds read; the user-facing checks with their messages (offsets
 # non-decreasing, mask shape, ...) are done before, in segments.py.
-
-cdef const int64_t *_i64_vector(cnp.ndarray a, int64_t n, str name) except NULL:
-    if a.ndim != 1 or a.shape[0] != n or a.dtype.name != "int64" or not a.flags.c_contiguous:
-        raise ValueError(f"{name}: expected a contiguous int64 vector of length {n}")
-    return <const int64_t *>cnp.PyArray_DATA(a)
-
 
 cdef int _check_spans(const int64_t *start, const int64_t *ln, int64_t n, int64_t size,
                       str name) except -1:
