@@ -23,16 +23,6 @@
 #include "row_chunks.h"
 
 enum { TILE = 1 << 16 };
-/* kl_from_sums (dense_rows.inc) takes KL from the shifted sums only where
- * they can be trusted, else from the direct form in double:
- * - logits so large that their rounding, (|m| + |c|) eps, exceeds
- *   HUGE_LOGIT_NATS nats are "huge" (the NumPy reference's
- *   _HUGE_LOGIT_NATS, same value);
- * - the sums' shift c must lie within KL_SHIFT_MAX_NATS of the P-mean of
- *   the log-ratio: |B| / W <= KL_SHIFT_MAX_NATS (kl_logits_sums keeps it
- *   near 0). */
-static const double HUGE_LOGIT_NATS = 1e-3;
-static const double KL_SHIFT_MAX_NATS = 64.0;
 /* softmax outputs of at least this many bytes are written non-temporally */
 #define STREAM_MIN ((int64_t)16 << 20)
 
@@ -64,7 +54,9 @@ static void stream_fence(void) {}
 #define KK_REAL_INC "dense_rows.inc"
 #include "precisions.inc"
 
-void KK_FN(kk_lse_rows)(const kk_rows *x, double *out)
+/* the lse states of the rows of x into states, or (states NULL) their
+ * values into out */
+static void lse_rows(const kk_rows *x, double *out, kk_lse_t *states)
 {
     int64_t n_rows = x->n_rows, n = x->n;
     int64_t tiles = n > TILE ? (n + TILE - 1) / TILE : 1;
@@ -92,20 +84,35 @@ void KK_FN(kk_lse_rows)(const kk_rows *x, double *out)
                                        : kk_row_at(x, r + 1).p;
             kk_lse_t s = x->dtype == KK_F64 ? span_lse_d(row, i0, i1, after, buf_d)
                                             : span_lse_f(row, i0, i1, after, buf_f);
-            if (tiles == 1)
-                out[r] = kk_lse_value(s);
-            else
+            if (tiles > 1)
                 st[it] = s;
+            else if (states)
+                states[r] = s;
+            else
+                out[r] = kk_lse_value(s);
         }
     }
     if (tiles > 1) {
         for (int64_t r = 0; r < n_rows; r++) {
             kk_lse_t s = st[r * tiles];
             for (int64_t t = 1; t < tiles; t++) s = kk_lse_combine(s, st[r * tiles + t]);
-            out[r] = kk_lse_value(s);
+            if (states)
+                states[r] = s;
+            else
+                out[r] = kk_lse_value(s);
         }
         free(st);
     }
+}
+
+void KK_FN(kk_lse_rows)(const kk_rows *x, double *out)
+{
+    lse_rows(x, out, NULL);
+}
+
+void KK_FN(kk_lse_states)(const kk_rows *x, kk_lse_t *states)
+{
+    lse_rows(x, NULL, states);
 }
 
 void KK_FN(kk_softmax_rows)(const kk_rows *x, int log_, const kk_rows *out)
@@ -150,6 +157,39 @@ void KK_FN(kk_div_rows)(int op, int kind, int prec, const kk_rows *p, const kk_r
             kk_row pr = kk_row_at(p, r);
             kk_row qr = q ? kk_row_at(q, r) : pr;
             out[r] = prec == KK_F64 ? DIV_ROW(d, double, bd, bd2) : DIV_ROW(f, float, bf, bf2);
+        }
+    }
+}
+
+void KK_FN(kk_entropy_states)(int prec, const kk_rows *x, double inv_temp, kk_ent_t *states)
+{
+    int64_t n_rows = x->n_rows, n = x->n;
+#pragma omp parallel if (n_rows * n >= PAR_MIN)
+    {
+        _Alignas(64) float bf[CHUNK];
+        _Alignas(64) double bd[CHUNK];
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < n_rows; r++) {
+            kk_row row = kk_row_at(x, r);
+            states[r] = prec == KK_F64 ? entropy_logits_state_d(row, n, inv_temp, bd)
+                                       : entropy_logits_state_f(row, n, (float)inv_temp, bf);
+        }
+    }
+}
+
+void KK_FN(kk_kl_states)(int prec, const kk_rows *p, const kk_rows *q, double inv_temp,
+                         kk_kl_t *states)
+{
+    int64_t n_rows = p->n_rows, n = p->n;
+#pragma omp parallel if (n_rows * n >= PAR_MIN)
+    {
+        _Alignas(64) float bf[CHUNK], bf2[CHUNK];
+        _Alignas(64) double bd[CHUNK], bd2[CHUNK];
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < n_rows; r++) {
+            kk_row pr = kk_row_at(p, r), qr = kk_row_at(q, r);
+            states[r] = prec == KK_F64 ? kl_logits_sums_d(pr, qr, n, inv_temp, bd, bd2)
+                                       : kl_logits_sums_f(pr, qr, n, (float)inv_temp, bf, bf2);
         }
     }
 }

@@ -11,6 +11,9 @@
 #include <stdint.h>
 #include "klkit/codes.h"   /* dtype, kind, op and estimator codes */
 #include "rows.h"          /* kk_rows: arrays as batches of rows, in place */
+#include "klkit/lse.h"     /* the reduction states of the state entries */
+#include "klkit/divergence.h"
+#include "klkit/segment.h"
 #include "klkit_entries.h"
 
 /* dense.c, tokens.c and segment.c are compiled once per instruction set

@@ -83,6 +83,60 @@
     X(isa, kk_kl_estimate,                                                     \
       (int est, int prec, const kk_rows *x, const kk_rows *y, double clamp,    \
        void *out),                                                             \
-      (est, prec, x, y, clamp, out))
+      (est, prec, x, y, clamp, out))                                          \
+                                                                               \
+    /* ---- reduction states (private: for reductions of a row or sequence   \
+     * cut into pieces, e.g. by a Dask graph).  Each writes per row (per      \
+     * sequence) the state the functions above take their value from; the    \
+     * states of consecutive pieces combine with the header's combine, left  \
+     * to right, into the state of the whole: the same bits as the kernels'   \
+     * own result where the pieces are the kernels' own (lse: CHUNK-sized     \
+     * pieces of a row of at most TILE elements, TILE-sized ones of a longer  \
+     * row; entropy: CHUNK-sized; segments: SEG_BLK-sized), within a few ulp  \
+     * otherwise.  KL states combine within the kernels' error bound (each    \
+     * chunk of a row takes its shift from the row so far, which a piece      \
+     * alone cannot know). ----                                               \
+                                                                               \
+    /* lse state (lse.h) of each row of x: value kk_lse_value */              \
+    X(isa, kk_lse_states, (const kk_rows *x, kk_lse_t *states), (x, states))    \
+                                                                               \
+    /* entropy state (divergence.h) of each row of logits x * inv_temp:       \
+     * combine kk_ent_combine, value kk_ent_value */                          \
+    X(isa, kk_entropy_states,                                                  \
+      (int prec, const kk_rows *x, double inv_temp, kk_ent_t *states),         \
+      (prec, x, inv_temp, states))                                             \
+                                                                               \
+    /* KL sums state (divergence.h) of each row pair of logits p, q (times    \
+     * inv_temp), finished (kk_kl_finish): combine kk_kl_combine (then         \
+     * kk_kl_finish), value kk_kl_state_value */                              \
+    X(isa, kk_kl_states,                                                       \
+      (int prec, const kk_rows *p, const kk_rows *q, double inv_temp,          \
+       kk_kl_t *states),                                                       \
+      (prec, p, q, inv_temp, states))                                          \
+                                                                               \
+    /* the state (segment.h) of each packed sequence, as kk_seg_packed (an    \
+     * empty sequence: kk_seg_empty): combine kk_seg_combine, value           \
+     * kk_seg_value with the sequence's length */                              \
+    X(isa, kk_seg_states,                                                      \
+      (int op, int est, int prec, const kk_rows *x, const int64_t *x_start,    \
+       const kk_rows *y, const int64_t *y_start, const int64_t *len,           \
+       int64_t n_seg, double clamp, kk_seg_t *states),                         \
+      (op, est, prec, x, x_start, y, y_start, len, n_seg, clamp, states))      \
+                                                                               \
+    /* out[i] = the combine of states a[i] then b[i], n states of type kind   \
+     * (enum kk_state; op: the segment reduction, inv_temp: KL's), through    \
+     * the same instructions as the kernels (states.c) */                     \
+    X(isa, kk_state_combine,                                                   \
+      (int kind, int op, double inv_temp, int64_t n, const void *a,            \
+       const void *b, void *out),                                              \
+      (kind, op, inv_temp, n, a, b, out))                                      \
+                                                                               \
+    /* out[i] = the value of state i (KL: its inputs' unit roundoff eps, NaN  \
+     * where only the row's direct form would do; segments: the token        \
+     * counts and the empty value) */                                         \
+    X(isa, kk_state_values,                                                    \
+      (int kind, int op, double inv_temp, double eps, int64_t n,               \
+       const void *states, const int64_t *counts, double empty, double *out),  \
+      (kind, op, inv_temp, eps, n, states, counts, empty, out))
 
 #endif

@@ -56,7 +56,8 @@ enum { SEG_BLK = 4096, LANES = 16, GRAIN = 32768, GROUP_MAX = 4096 };
  * block blk of sequence s0 whose state goes to parts[part]. */
 typedef struct { int64_t s0, s1, blk, part; } seg_item;
 
-/* arguments of the packed driver (kk_seg_packed) */
+/* arguments of the packed driver (kk_seg_packed, kk_seg_states): each
+ * sequence's value goes to out, or its state to states where that is set */
 typedef struct {
     int op, est;
     const kk_rows *x;
@@ -66,7 +67,17 @@ typedef struct {
     const int64_t *len;
     double clamp, empty;
     double *out;
+    kk_seg_t *states;
 } seg_args;
+
+/* the result of packed sequence s from its state */
+static void put_seq(const seg_args *a, int64_t s, kk_seg_t st)
+{
+    if (a->states)
+        a->states[s] = st;
+    else
+        a->out[s] = kk_seg_value(a->op, st, a->len[s], a->empty);
+}
 
 /* arguments of the padded driver (kk_seg_padded) */
 typedef struct {
@@ -142,11 +153,10 @@ static int64_t build_items(const int64_t *len, int64_t n, seg_item **items_out,
     return n_items;
 }
 
-void KK_FN(kk_seg_packed)(int op, int est, int prec, const kk_rows *x,
-                          const int64_t *x_start, const kk_rows *y, const int64_t *y_start,
-                          const int64_t *len, int64_t n_seg, double clamp, double empty,
-                          double *out)
+static void seg_packed(const seg_args *a, int prec, int64_t n_seg)
 {
+    int op = a->op;
+    const int64_t *len = a->len;
     if (n_seg <= 0) return;
     seg_item *items = NULL;
     int64_t n_parts = 0, total = 0;
@@ -156,15 +166,14 @@ void KK_FN(kk_seg_packed)(int op, int est, int prec, const kk_rows *x,
         parts = (kk_seg_t *)malloc(sizeof(kk_seg_t) * (size_t)n_parts);
         if (!parts) { free(items); n_items = -1; }
     }
-    seg_args a = { op, est, x, x_start, y, y_start, len, clamp, empty, out };
     if (n_items < 0) {                    /* out of memory: serial, same order */
-        if (prec == KK_F64) packed_serial_d(&a, n_seg);
-        else packed_serial_f(&a, n_seg);
+        if (prec == KK_F64) packed_serial_d(a, n_seg);
+        else packed_serial_f(a, n_seg);
         return;
     }
     int par = total >= SEG_PAR_MIN && n_items > 1;
-    if (prec == KK_F64) packed_items_d(&a, items, n_items, parts, par);
-    else packed_items_f(&a, items, n_items, parts, par);
+    if (prec == KK_F64) packed_items_d(a, items, n_items, parts, par);
+    else packed_items_f(a, items, n_items, parts, par);
     /* long sequences: their block states in order */
     for (int64_t i = 0; i < n_items; i++) {
         if (items[i].blk != 0) continue;
@@ -172,10 +181,27 @@ void KK_FN(kk_seg_packed)(int op, int est, int prec, const kk_rows *x,
         int64_t nb = (len[s] + SEG_BLK - 1) / SEG_BLK;
         kk_seg_t st = parts[p];
         for (int64_t b = 1; b < nb; b++) st = kk_seg_combine(op, st, parts[p + b]);
-        out[s] = kk_seg_value(op, st, len[s], empty);
+        put_seq(a, s, st);
     }
     free(parts);
     free(items);
+}
+
+void KK_FN(kk_seg_packed)(int op, int est, int prec, const kk_rows *x,
+                          const int64_t *x_start, const kk_rows *y, const int64_t *y_start,
+                          const int64_t *len, int64_t n_seg, double clamp, double empty,
+                          double *out)
+{
+    seg_args a = { op, est, x, x_start, y, y_start, len, clamp, empty, out, NULL };
+    seg_packed(&a, prec, n_seg);
+}
+
+void KK_FN(kk_seg_states)(int op, int est, int prec, const kk_rows *x,
+                          const int64_t *x_start, const kk_rows *y, const int64_t *y_start,
+                          const int64_t *len, int64_t n_seg, double clamp, kk_seg_t *states)
+{
+    seg_args a = { op, est, x, x_start, y, y_start, len, clamp, 0.0, NULL, states };
+    seg_packed(&a, prec, n_seg);
 }
 
 void KK_FN(kk_seg_padded)(int op, int est, int prec, const kk_rows *x, const kk_rows *y,

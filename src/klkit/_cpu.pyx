@@ -17,6 +17,8 @@ prec, where an entry takes one, is the working precision: "float32"
 cimport numpy as cnp
 from libc.stdint cimport int64_t, uintptr_t
 
+import numpy as np
+
 cnp.import_array()
 
 # The kernel prototypes are written once, in kernels/cpu/klkit_entries.h;
@@ -55,6 +57,31 @@ cdef extern from "klkit_cpu.h":
                        int64_t *count) nogil
     void kk_kl_estimate(int est, int prec, const kk_rows *x, const kk_rows *y, double clamp,
                         void *out) nogil
+    # reduction states and their combines (the math headers)
+    ctypedef struct kk_lse_t:
+        double m, s
+    ctypedef struct kk_ent_t:
+        kk_lse_t l
+        double u
+    ctypedef struct kk_kl_t:
+        double m, mq, ch, cl, W, A, B, zq, nan
+        kk_lse_t off
+        int has_sums
+    ctypedef struct kk_seg_t:
+        double a, b
+    void kk_lse_states(const kk_rows *x, kk_lse_t *states) nogil
+    void kk_entropy_states(int prec, const kk_rows *x, double inv_temp, kk_ent_t *states) nogil
+    void kk_kl_states(int prec, const kk_rows *p, const kk_rows *q, double inv_temp,
+                      kk_kl_t *states) nogil
+    void kk_seg_states(int op, int est, int prec, const kk_rows *x, const int64_t *x_start,
+                       const kk_rows *y, const int64_t *y_start, const int64_t *len,
+                       int64_t n_seg, double clamp, kk_seg_t *states) nogil
+    int KK_STATE_LSE, KK_STATE_ENTROPY, KK_STATE_KL, KK_STATE_SEG
+    void kk_state_combine(int kind, int op, double inv_temp, int64_t n, const void *a,
+                          const void *b, void *out) nogil
+    void kk_state_values(int kind, int op, double inv_temp, double eps, int64_t n,
+                         const void *states, const int64_t *counts, double empty,
+                         double *out) nogil
     void kk_set_num_threads(int n) nogil
     int kk_get_num_threads() nogil
     int kk_have_openmp()
@@ -289,6 +316,18 @@ cdef int _check_spans(const int64_t *start, const int64_t *ln, int64_t n, int64_
     return 0
 
 
+cdef const int64_t *_packed(cnp.ndarray x, kk_rows *d, str name, cnp.ndarray starts,
+                            cnp.ndarray lens, int64_t n) except NULL:
+    """d = 1-D x of packed values, whose n spans (starts, lens) are checked
+    to lie inside it; returns the starts."""
+    if x.ndim != 1:
+        raise ValueError(f"{name}: expected a 1-D array, got {x.ndim}-D")
+    _describe(x, 0, d, name)
+    cdef const int64_t *st = _i64_vector(starts, n, "offsets")
+    _check_spans(st, _i64_vector(lens, n, "lengths"), n, x.shape[0], name)
+    return st
+
+
 cdef int _reduces(int iop, int est) except -1:
     if est != KK_EST_NONE and (iop == KK_SEG_MAX or iop == KK_SEG_LSE):
         raise ValueError("estimator: only sum and mean reduce estimates")
@@ -308,23 +347,13 @@ def seg_packed(str op, estimator, str prec, cnp.ndarray x, y, cnp.ndarray x_star
     cdef int iop = SEG_OPS[op], est = ESTIMATORS[estimator], pc = _prec(prec)
     _reduces(iop, est)
     cdef kk_rows dx, dy
-    if x.ndim != 1:
-        raise ValueError(f"values: expected a 1-D array, got {x.ndim}-D")
-    _describe(x, 0, &dx, "values")
-    cdef int64_t n = lens.shape[0]
-    cdef const int64_t *ln = _i64_vector(lens, n, "lengths")
-    cdef const int64_t *xst = _i64_vector(x_start, n, "offsets")
-    _check_spans(xst, ln, n, x.shape[0], "values")
     cdef const kk_rows *py = NULL
     cdef const int64_t *yst = NULL
-    cdef cnp.ndarray ya
+    cdef int64_t n = lens.shape[0]
+    cdef const int64_t *ln = _i64_vector(lens, n, "lengths")
+    cdef const int64_t *xst = _packed(x, &dx, "values", x_start, lens, n)
     if est != KK_EST_NONE:
-        ya = y
-        if ya.ndim != 1:
-            raise ValueError(f"ref_logp: expected a 1-D array, got {ya.ndim}-D")
-        _describe(ya, 0, &dy, "ref_logp")
-        yst = _i64_vector(y_start, n, "offsets")
-        _check_spans(yst, ln, n, ya.shape[0], "ref_logp")
+        yst = _packed(y, &dy, "ref_logp", y_start, lens, n)
         py = &dy
     _check_prec(pc, &dx, py)
     cdef double *o = _out_vector(out, n)
@@ -390,6 +419,122 @@ def kl_estimate(estimator, str prec, cnp.ndarray x, cnp.ndarray y, int n_lead, d
     cdef void *po = cnp.PyArray_DATA(out)
     with nogil:
         kk_kl_estimate(est, pc, &dx, &dy, clamp, po)
+
+
+# --------------------------------------------------------------------------
+# reduction states (private): per row or per sequence, the state a result
+# is the value of, and the headers' combines over arrays of them.  The
+# state of a row (sequence) cut into consecutive pieces is the left-to-right
+# combine of the pieces' states: see kernels/cpu/klkit_entries.h for when
+# that gives the kernels' own bits.
+# --------------------------------------------------------------------------
+
+#: NumPy record types of the states, field for field the C structs
+LSE_STATE = np.dtype([("m", "f8"), ("s", "f8")], align=True)
+ENTROPY_STATE = np.dtype([("m", "f8"), ("s", "f8"), ("u", "f8")], align=True)
+KL_STATE = np.dtype([("m", "f8"), ("mq", "f8"), ("ch", "f8"), ("cl", "f8"), ("W", "f8"),
+                     ("A", "f8"), ("B", "f8"), ("zq", "f8"), ("nan", "f8"), ("off_m", "f8"),
+                     ("off_s", "f8"), ("has_sums", "i4")], align=True)
+SEG_STATE = np.dtype([("a", "f8"), ("b", "f8")], align=True)
+assert (LSE_STATE.itemsize, ENTROPY_STATE.itemsize, KL_STATE.itemsize, SEG_STATE.itemsize) == \
+    (sizeof(kk_lse_t), sizeof(kk_ent_t), sizeof(kk_kl_t), sizeof(kk_seg_t))
+
+
+cdef void *_states(cnp.ndarray a, object dtype, int64_t n, str name, bint write=True) except NULL:
+    if a.dtype != dtype or a.ndim != 1 or a.shape[0] != n or not a.flags.c_contiguous \
+            or write and not a.flags.writeable:
+        raise ValueError(f"{name}: expected a contiguous array of {n} {dtype}")
+    return cnp.PyArray_DATA(a)
+
+
+def lse_states(cnp.ndarray x, int n_lead, cnp.ndarray out):
+    """out[r] = the lse state of row r of x (LSE_STATE)."""
+    cdef kk_rows dx
+    _describe(x, n_lead, &dx, "x")
+    cdef kk_lse_t *o = <kk_lse_t *>_states(out, LSE_STATE, dx.n_rows, "out")
+    with nogil:
+        kk_lse_states(&dx, o)
+
+
+def entropy_states(str prec, cnp.ndarray x, int n_lead, double inv_temp, cnp.ndarray out):
+    """out[r] = the entropy state of row r of logits x * inv_temp (ENTROPY_STATE)."""
+    cdef kk_rows dx
+    cdef int pc = _prec(prec)
+    _describe(x, n_lead, &dx, "p")
+    _check_prec(pc, &dx, NULL)
+    cdef kk_ent_t *o = <kk_ent_t *>_states(out, ENTROPY_STATE, dx.n_rows, "out")
+    with nogil:
+        kk_entropy_states(pc, &dx, inv_temp, o)
+
+
+def kl_states(str prec, cnp.ndarray p, cnp.ndarray q, int n_lead, double inv_temp,
+              cnp.ndarray out):
+    """out[r] = the finished KL sums state of rows r of logits p, q (KL_STATE)."""
+    cdef kk_rows dp, dq
+    cdef int pc = _prec(prec)
+    _describe(p, n_lead, &dp, "p")
+    _describe(q, n_lead, &dq, "q")
+    _same_rows(&dp, &dq, "q")
+    _check_prec(pc, &dp, &dq)
+    cdef kk_kl_t *o = <kk_kl_t *>_states(out, KL_STATE, dp.n_rows, "out")
+    with nogil:
+        kk_kl_states(pc, &dp, &dq, inv_temp, o)
+
+
+def seg_states(str op, estimator, str prec, cnp.ndarray x, y, cnp.ndarray x_start, y_start,
+               cnp.ndarray lens, double clamp, cnp.ndarray out):
+    """out[s] = the state of packed sequence s (SEG_STATE), as seg_packed."""
+    cdef int iop = SEG_OPS[op], est = ESTIMATORS[estimator], pc = _prec(prec)
+    _reduces(iop, est)
+    cdef kk_rows dx, dy
+    cdef const kk_rows *py = NULL
+    cdef const int64_t *yst = NULL
+    cdef int64_t n = lens.shape[0]
+    cdef const int64_t *ln = _i64_vector(lens, n, "lengths")
+    cdef const int64_t *xst = _packed(x, &dx, "values", x_start, lens, n)
+    if est != KK_EST_NONE:
+        yst = _packed(y, &dy, "ref_logp", y_start, lens, n)
+        py = &dy
+    _check_prec(pc, &dx, py)
+    cdef kk_seg_t *o = <kk_seg_t *>_states(out, SEG_STATE, n, "out")
+    with nogil:
+        kk_seg_states(iop, est, pc, &dx, xst, py, yst, ln, n, clamp, o)
+
+
+#: the state types by name: (C code, NumPy record type)
+STATE_KINDS = {"lse": (KK_STATE_LSE, LSE_STATE), "entropy": (KK_STATE_ENTROPY, ENTROPY_STATE),
+               "kl": (KK_STATE_KL, KL_STATE), "seg": (KK_STATE_SEG, SEG_STATE)}
+
+
+def state_combine(str kind, cnp.ndarray a, cnp.ndarray b, cnp.ndarray out, op="sum",
+                  double inv_temp=1.0):
+    """out[i] = the combine of states a[i] then b[i] (arrays of the kind's
+    record type; op: the segment reduction, inv_temp: KL's), through the
+    kernels' own instructions."""
+    code, dtype = STATE_KINDS[kind]
+    cdef int64_t n = a.shape[0]
+    cdef const void *pa = _states(a, dtype, n, "a", False)
+    cdef const void *pb = _states(b, dtype, n, "b", False)
+    cdef void *po = _states(out, dtype, n, "out")
+    cdef int k = code, iop = SEG_OPS[op]
+    with nogil:
+        kk_state_combine(k, iop, inv_temp, n, pa, pb, po)
+
+
+def state_values(str kind, cnp.ndarray a, cnp.ndarray out, op="sum", counts=None,
+                 double empty=0.0, double inv_temp=1.0, double eps=0.0):
+    """out[i] (float64) = the value of state a[i]: kind "lse", "entropy",
+    "kl" (with its inputs' unit roundoff eps; NaN where the sums cannot be
+    trusted and the row's direct form is needed) or "seg" (with the op, the
+    sequences' token counts and the empty value)."""
+    code, dtype = STATE_KINDS[kind]
+    cdef int64_t n = a.shape[0]
+    cdef const void *pa = _states(a, dtype, n, "a", False)
+    cdef double *o = _out_vector(out, n)
+    cdef const int64_t *pc = _i64_vector(counts, n, "counts") if kind == "seg" else NULL
+    cdef int k = code, iop = SEG_OPS[op]
+    with nogil:
+        kk_state_values(k, iop, inv_temp, eps, n, pa, pc, empty, o)
 
 
 # --------------------------------------------------------------------------

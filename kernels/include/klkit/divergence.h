@@ -44,6 +44,15 @@
 /* ---- entropy (one distribution) ---- */
 typedef struct { kk_lse_t l; double u; } kk_ent_t;
 
+/* the state of no elements (the identity of kk_ent_combine; value NaN) */
+static KLKIT_HD kk_ent_t kk_ent_empty(void)
+{
+    kk_ent_t e;
+    e.l = kk_lse_empty();
+    e.u = 0.0;
+    return e;
+}
+
 static KLKIT_HD kk_ent_t kk_ent_combine(kk_ent_t a, kk_ent_t b)
 {
     if (a.l.m < b.l.m) { kk_ent_t t = a; a = b; b = t; }
@@ -234,6 +243,52 @@ static KLKIT_HD kk_kl_t kk_kl_finish(kk_kl_t k, double inv_t)
         k.A += kk_exp(kk_lse_value(k.off) - k.m + kk_kl_shift(k, inv_t));
     k.off = kk_lse_empty();
     return k;
+}
+
+/* KL from the sums are only taken where they can be trusted:
+ * - logits so large that their rounding in the working precision, (|m| +
+ *   |c|) eps, exceeds KK_HUGE_LOGIT_NATS nats are "huge" (the NumPy
+ *   reference's _HUGE_LOGIT_NATS, same value);
+ * - the sums' shift c must lie within KK_KL_SHIFT_MAX_NATS of the P-mean of
+ *   the log-ratio: |B| / W <= KK_KL_SHIFT_MAX_NATS (the row loop keeps it
+ *   near 0). */
+#define KK_HUGE_LOGIT_NATS 1e-3
+#define KK_KL_SHIFT_MAX_NATS 64.0
+
+/* The special values of KL(P||Q) for a finished row state (kk_kl_finish):
+ * 1 with *value NaN for NaN input or a maximum that is not finite, 1 with
+ * +inf where P > 0 = Q; 0 where the state has none. */
+static KLKIT_HD int kk_kl_special(kk_kl_t k, double *value)
+{
+    if (k.nan > 0.0 || !isfinite(k.m) || !isfinite(k.mq)) {
+        *value = NAN;
+        return 1;
+    }
+    if (k.zq > 0.0) {
+        *value = INFINITY;
+        return 1;
+    }
+    return 0;
+}
+
+/* whether KL may be taken from the sums of a finished state without a
+ * special value, its inputs read in a precision of unit roundoff eps */
+static KLKIT_HD int kk_kl_sums_usable(kk_kl_t k, double inv_t, double eps)
+{
+    double c = kk_kl_shift(k, inv_t);
+    int huge = (fabs(k.m) + fabs(c)) * eps > KK_HUGE_LOGIT_NATS;
+    return !huge && isfinite(k.A) && isfinite(k.B) && k.A >= 0.0 &&
+           fabs(k.B) <= KK_KL_SHIFT_MAX_NATS * k.W;
+}
+
+/* KL(P||Q) of a finished row state: its special value, else the value of
+ * its sums where they are usable, else NaN (the direct form over the row,
+ * which dense_rows.inc's kl_from_sums sums then, needs the row itself). */
+static KLKIT_HD double kk_kl_state_value(kk_kl_t k, double inv_t, double eps)
+{
+    double v;
+    if (kk_kl_special(k, &v)) return v;
+    return kk_kl_sums_usable(k, inv_t, eps) ? kk_kl_value(k.W, k.A, k.B) : NAN;
 }
 
 /* ---- JS, one element, branch-free (the row loops vectorise it) ----
