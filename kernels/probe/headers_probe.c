@@ -44,7 +44,7 @@ static KLKIT_HD double probe_all(const double *in, float *out_f)
 
     /* divergence.h */
     kk_ent_t e = { l, x };
-    e = kk_ent_combine(e, e);
+    e = kk_ent_combine(e, kk_ent_empty());
     acc += kk_ent_value(e);
     kk_xent_t xe = { l, l, y };
     xe = kk_xent_combine(xe, xe);
@@ -55,7 +55,9 @@ static KLKIT_HD double probe_all(const double *in, float *out_f)
     acc += W + A + B;
     kk_kl_t k = kk_kl_combine(kk_kl_empty(), kk_kl_empty(), y);
     k = kk_kl_finish(k, y);
-    acc += kk_kl_shift(k, y);
+    acc += kk_kl_shift(k, y) + kk_kl_state_value(k, y, 1e-16);
+    double v = 0.0;
+    acc += (double)kk_kl_special(k, &v) + v + (double)kk_kl_sums_usable(k, y, 1e-16);
     acc += kk_js_term(x, y, x - y, 0.5, -0.6931471805599453, -0.6931471805599453);
 
     /* segment.h */
