@@ -1,4 +1,4 @@
-"""Contracts every public function keeps (SPEC section 0 and 5).
+"""Contracts every public function keeps.
 
 Inputs are not modified; read-only, memory-mapped, non-contiguous,
 transposed and Fortran-ordered inputs give the same bits as a contiguous
@@ -75,12 +75,13 @@ def calls(name, dtype=np.float32, rows=6, n=37, fill="special"):
     fam = FUNCTIONS[name].family
     x = nasty_array((rows, n), dtype, fill, seed=0)
     y = nasty_array((rows, n), dtype, fill, seed=1)
+    arrays = FUNCTIONS[name].arrays
     if fam == "dense":
-        arg = "a" if name == "logsumexp" else "x"
+        arg = arrays[0]
         return [("rows", {arg: x, "axis": -1}), ("columns", {arg: x, "axis": 0}),
                 ("all", {arg: x, "axis": None})]
     if fam == "divergence":
-        ps = {"p": x} if name == "entropy" else {"p": x, "q": y}
+        ps = dict(zip(arrays, (x, y)))
         lps = {k: logprobs_array((rows, n), dtype, "neginf", seed=i) for i, k in enumerate(ps)}
         return [("logits", dict(ps)), ("columns-T", dict(ps, axis=0, temperature=0.5)),
                 ("logprobs", dict(lps, kind="logprobs"))]

@@ -1,4 +1,4 @@
-"""Segmented reductions and KL estimators (SPEC section 4): segment_sum,
+"""Segmented reductions and KL estimators: segment_sum,
 segment_mean, segment_max, segment_logsumexp, kl_estimate, seq_kl, agg_loss.
 
 Results are checked against per-sequence loops written here from the

@@ -1,4 +1,4 @@
-"""token_logprobs and softmax_cross_entropy (SPEC section 3).
+"""token_logprobs and softmax_cross_entropy.
 
 Every result is compared with ``klkit.reference`` evaluated in float64 on
 the same rounded logits, at the bound the docstrings state:

@@ -9,26 +9,19 @@ pure-NumPy twin of each in ``klkit.reference``; thread controls and
 """
 from importlib.metadata import PackageNotFoundError, version as _version
 
-from . import _args, _kernels, reference
-from .dense import log_softmax, logsumexp, softmax
-from .divergence import cross_entropy, entropy, js_div, kl_div
-from .tokens import TokenLogprobs, softmax_cross_entropy, token_logprobs
-from .segments import (agg_loss, kl_estimate, segment_logsumexp, segment_max, segment_mean,
-                       segment_sum, seq_kl)
+from . import _args, _kernels, dense, divergence, reference, segments, tokens
+from .dense import *          # noqa: F403  (each family module names its own
+from .divergence import *     # noqa: F403   public functions in __all__)
+from .tokens import *         # noqa: F403
+from .segments import *       # noqa: F403
 
 try:
     __version__ = _version("klkit")
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0+unknown"
 
-__all__ = [
-    "logsumexp", "softmax", "log_softmax",
-    "entropy", "cross_entropy", "kl_div", "js_div",
-    "token_logprobs", "softmax_cross_entropy", "TokenLogprobs",
-    "segment_sum", "segment_mean", "segment_max", "segment_logsumexp",
-    "kl_estimate", "seq_kl", "agg_loss",
-    "set_num_threads", "get_num_threads", "show_config", "reference", "__version__",
-]
+__all__ = [*dense.__all__, *divergence.__all__, *tokens.__all__, *segments.__all__,
+           "set_num_threads", "get_num_threads", "show_config", "reference", "__version__"]
 
 
 def set_num_threads(n):

@@ -6,18 +6,26 @@ kernels in one streaming pass per row on all cores.  Inputs the kernels do
 not take (weights ``b``, ``return_sign``, complex numbers) go to the NumPy
 twin in ``klkit.reference``, which follows the same rules.
 
-How to add an op to this family:
-1. Write its scalar math, if new, in kernels/include/klkit/*.h (KLKIT_HD,
-   no loops), with the formula and its source in the header comment.
-2. Write the row kernel in kernels/cpu/dense_rows.inc and its OpenMP row
-   loop in kernels/cpu/dense.c; declare it in klkit_cpu.h and route it in
-   dispatch.c.
-3. Validate and call it from src/klkit/_cpu.pyx (GIL released).
-4. Add the public function here (shapes, dtypes, policy) and its NumPy twin
-   in reference.py, export both from __init__.py.
-5. Tests in tests/test_dense.py (vs reference, mpmath cases in
-   tests/test_accuracy.py, contracts in tests/test_contracts.py) and a bench
-   in bench/bench_dense.py plus a row in bench/report.py.
+How to add a row op to this family (six files; the contract tests of
+tests/test_contracts.py then run on it from the registry):
+1. kernels/cpu/dense_rows.inc: its per-row kernel, written once for both
+   working precisions over the loader (rows in place, any layout) and the
+   chunk primitives of row_chunks.inc; new scalar math goes in
+   kernels/include/klkit/*.h (KLKIT_HD, no loops, the formula and its source
+   in the header comment).
+2. kernels/cpu/dense.c: its OpenMP loop over rows, KK_FN(kk_<op>_rows).
+3. kernels/cpu/klkit_entries.h: one X(...) line; the declarations, the
+   per-instruction-set table and the wrappers follow from it.
+4. src/klkit/_cpu.pyx: its extern line and a wrapper that describes the
+   arrays (_describe), checks what C relies on and releases the GIL.
+5. Here: the public function, registered with @public and named in
+   __all__: checks from _args, arrays from _arrays (rows(): a view, never a
+   copy), the kernel through _kernels.backend().
+6. src/klkit/reference/dense.py: its NumPy twin (float64, plain formulas),
+   named in that module's __all__.
+Then tests/test_dense.py (against the twin and scipy, mpmath cases in
+tests/test_accuracy.py) and, to time it, bench/_recipes.py and a case in
+bench/report.py.
 """
 import math
 

@@ -1,15 +1,21 @@
 """Divergences between distributions along an axis: entropy, cross_entropy,
-kl_div, js_div (SPEC section 2).
+kl_div, js_div.
 
 Each distribution is given by ``kind``: "logits" (normalised here with
 log-softmax of logits / temperature), "logprobs" (used as given) or "probs"
 (non-negative, normalised by their sum like scipy.stats.entropy).  The C
-kernels read logits and log-probs directly, one row at a time, without
-[..., V] temporaries; "probs" are turned into log-probs first (one
-temporary).  The numerics (why nothing cancels when KL ~ 1e-15 or a row is
-nearly one-hot) are in kernels/include/klkit/divergence.h.
+kernels read logits and log-probs where they lie, in any layout and
+dtype, one row at a time, without [..., V] temporaries; "probs" are turned
+into log-probs first (one temporary of the input's size).  The numerics (why
+nothing cancels when KL ~ 1e-15 or a row is nearly one-hot) are in
+kernels/include/klkit/divergence.h.
 
-Adding an op: see the numbered list at the top of dense.py.
+How to add a row op to this family: as the list at the top of dense.py,
+with the row kernel in kernels/cpu/dense_rows.inc and a case of
+kk_div_rows (dense.c) with its op code in kernels/include/klkit/codes.h
+instead of a new entry point (then _cpu.pyx's OPS, this module, the twin in
+src/klkit/reference/divergence.py: six files), tests in
+tests/test_divergence.py.
 """
 
 import math

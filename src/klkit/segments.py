@@ -1,6 +1,5 @@
-"""Segmented per-sequence reductions and RLHF KL estimators (SPEC section 4):
-segment_sum, segment_mean, segment_max, segment_logsumexp, kl_estimate,
-seq_kl, agg_loss.
+"""Segmented per-sequence reductions and RLHF KL estimators: segment_sum,
+segment_mean, segment_max, segment_logsumexp, kl_estimate, seq_kl, agg_loss.
 
 Per-token values (log-ratios, KL estimates, losses) are reduced per sequence.
 Three layouts, accepted by every function here:
@@ -11,9 +10,11 @@ Three layouts, accepted by every function here:
   tokens before it are not read), int32 or int64, totals beyond 2^31 tokens
   work, ``values`` may have any stride (including 0: a broadcast value).
 * padded: 2-D [B, T] ``values`` and a ``mask`` of the same shape; sequence b
-  is the entries of row b where the mask is True.  The mask is bool, or
-  integers / floats that are all 0 or 1 (a ValueError otherwise: a weight is
-  not a mask; bool is the zero-copy fast path).  Entries outside the mask
+  is the entries of row b where the mask is True.  Both may be any view
+  (transposed, strided), read in place.  The mask is bool, or integers /
+  floats that are all 0 or 1 (a ValueError otherwise: a weight is not a
+  mask; bool is the zero-copy fast path, other masks become one bool byte
+  per entry).  Entries outside the mask
   are never used, so NaN in the padding does not leak into a result.
   Without a mask every entry of the row is kept.
 * Arrow: a pyarrow ListArray / LargeListArray (sliced arrays included), or a
@@ -37,21 +38,24 @@ balanced when lengths are skewed (kernels/cpu/segment.c explains the block
 split).  Validation (offsets, mask, shapes, option strings) happens before
 any kernel runs; errors are ValueError / TypeError naming the argument.
 
-How to add an op to this family:
-1. Scalar math, if new, in kernels/include/klkit/segment.h (KLKIT_HD, no
-   loops), with its formula and error analysis in the header comment; a new
-   reduction state also needs its empty / combine / value in segment.c.
-2. Its block reducer or term producer in kernels/cpu/segment_real.inc (float
-   and double instantiations); an op code in klkit_cpu.h (kk_segop or
-   kk_est).  The drivers kk_seg_packed / kk_seg_padded and the ISA dispatch
-   in dispatch.c pick it up without change.
-3. Route the name in src/klkit/_cpu.pyx (SEG_OPS / ESTIMATORS).
-4. The public function here (layout parsing is shared: _Layout) and its
-   float64 twin in reference.py (segments section), exported from
-   __init__.py.
-5. Tests in tests/test_segments.py (against the reference and a per-sequence
-   loop written from the formula, layouts, empty segments, contracts), a
-   bench in bench/bench_segments.py and a case in bench/report.py.
+How to add a reduction to this family (six files; the segment drivers,
+their work split and the instruction-set dispatch take it as they are, and
+the contract tests run on it from the registry):
+1. kernels/include/klkit/segment.h: its state in kk_seg_t with its empty /
+   combine / value (KLKIT_HD, no loops), and any new scalar math with its
+   formula and error analysis in the header comment.
+2. kernels/include/klkit/codes.h: its op code (kk_segop; an estimator:
+   kk_est).
+3. kernels/cpu/segment_real.inc: its block reducer (or term producer),
+   written once for both working precisions.
+4. src/klkit/_cpu.pyx: the name in SEG_OPS (or ESTIMATORS).
+5. Here: the public function, registered with @public and named in
+   __all__ (layouts are parsed once, _layout).
+6. src/klkit/reference/segments.py: its twin, named in that module's
+   __all__.
+Then tests/test_segments.py (against the twin and a per-sequence loop
+written from the formula, layouts, empty segments) and, to time it,
+bench/bench_segments.py and a case in bench/report.py.
 """
 import math
 
@@ -374,7 +378,7 @@ def agg_loss(values, offsets=None, *, mask=None, mode="token-mean", num_tokens=N
     global_batch_size); the result is then this rank's share (verl also
     multiplies by dp_size because DDP averages gradients over ranks; do that
     yourself if you need it).  For "seq-mean-token-sum-norm" this follows
-    SPEC (Dr. GRPO: divide the token sum by a constant); recent verl
+    Dr. GRPO (divide the token sum by a constant); recent verl
     additionally divides by the number of sequences: pass
     ``norm_length=T * num_seqs`` for that.
 

@@ -1,7 +1,8 @@
 """Per-token log-probs and cross-entropy from logits at vocabulary scale:
-token_logprobs, softmax_cross_entropy (SPEC section 3).
+token_logprobs, softmax_cross_entropy.
 
-For logits [..., V] (classes on the last axis) and integer targets [...],
+For logits [..., V] (classes on the last axis; any view, such as the
+shifted slice logits[:, :-1], read in place) and integer targets [...],
 the C kernel (kernels/cpu/tokens.c) makes one streaming pass over each row,
 in float32 (float64 for float64 logits) with float64 block sums, and never
 forms a second [..., V] array: the lse state (or the entropy state) of the
@@ -11,8 +12,10 @@ bfloat16 and float16 rows are read as they are (converted chunk by chunk in
 L1).  Rows are spread over the OpenMP threads, one row per thread, so the
 bits of a row do not depend on the thread count or on the other rows.
 
-Adding an op: see the numbered list at the top of dense.py (row kernels of
-this family live in kernels/cpu/tokens_rows.inc).
+How to add a row op to this family: as the list at the top of dense.py,
+with kernels/cpu/tokens_rows.inc, tokens.c, klkit_entries.h, _cpu.pyx, this
+module and src/klkit/reference/tokens.py (six files), tests in
+tests/test_tokens.py.
 """
 import math
 from typing import NamedTuple

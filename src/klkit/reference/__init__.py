@@ -34,16 +34,10 @@ segment_max, segment_logsumexp, kl_estimate, seq_kl, agg_loss); ``_common``
 has the dtype rules and argument checks they share.  Their formulas, with
 the numerical reasoning, are at the top of each module.
 """
-from .dense import log_softmax, logsumexp, softmax
-from .divergence import cross_entropy, entropy, js_div, kl_div
-from .segments import (agg_loss, kl_estimate, segment_logsumexp, segment_max, segment_mean,
-                       segment_sum, seq_kl)
-from .tokens import TokenLogprobs, softmax_cross_entropy, token_logprobs
+from . import dense, divergence, segments, tokens
+from .dense import *          # noqa: F403  (each module names its functions in __all__)
+from .divergence import *     # noqa: F403
+from .tokens import *         # noqa: F403
+from .segments import *       # noqa: F403
 
-__all__ = [
-    "logsumexp", "softmax", "log_softmax",
-    "entropy", "cross_entropy", "kl_div", "js_div",
-    "token_logprobs", "softmax_cross_entropy", "TokenLogprobs",
-    "segment_sum", "segment_mean", "segment_max", "segment_logsumexp",
-    "kl_estimate", "seq_kl", "agg_loss",
-]
+__all__ = [*dense.__all__, *divergence.__all__, *tokens.__all__, *segments.__all__]
