@@ -4,7 +4,8 @@ whole row: the same bits where the pieces are the kernels' own (CHUNK-sized
 pieces of a row, TILE-sized ones of a long logsumexp row, SEG_BLK-sized
 pieces of a sequence), within a few ulp for pieces cut anywhere, and for
 KL within the kernels' error bound.  (The private entry points a Dask
-reduction builds on: _cpu's *_states, state_combine and state_values.)
+reduction builds on: _cpu's lse_rows, div_rows and seg_packed with an out
+array of a state type, state_combine and state_values.)
 """
 import numpy as np
 import pytest
@@ -61,7 +62,7 @@ def lse_pieces(x, cuts):
     states = []
     for a, b in zip(cuts, cuts[1:]):
         out = np.empty(x.shape[0], _cpu.LSE_STATE)
-        _cpu.lse_states(x[:, a:b], 1, out)
+        _cpu.lse_rows(x[:, a:b], 1, out)
         states.append(out)
     return fold(states, lambda a, b, o: _cpu.state_combine("lse", a, b, o))
 
@@ -71,7 +72,7 @@ def lse_pieces(x, cuts):
 def test_lse_pieces_of_the_kernels_give_its_bits(dtype, n, step):
     x = rows_of((3, n), dtype, seed=n)
     whole = np.empty(3, _cpu.LSE_STATE)
-    _cpu.lse_states(x, 1, whole)
+    _cpu.lse_rows(x, 1, whole)
     st = lse_pieces(x, cuts_at(n, step))
     assert st.tobytes() == whole.tobytes()
     got = values("lse", st).astype(kk.logsumexp(x, axis=1).dtype)
@@ -104,7 +105,7 @@ def entropy_pieces(x, cuts, t):
     states = []
     for a, b in zip(cuts, cuts[1:]):
         out = np.empty(x.shape[0], _cpu.ENTROPY_STATE)
-        _cpu.entropy_states(prec(x.dtype), x[:, a:b], 1, 1.0 / t, out)
+        _cpu.div_rows("entropy", "logits", prec(x.dtype), x[:, a:b], None, 1, 1.0 / t, 0.5, out)
         states.append(out)
     return fold(states, lambda a, b, o: _cpu.state_combine("entropy", a, b, o))
 
@@ -144,7 +145,8 @@ def kl_pieces(p, q, cuts, t):
     states = []
     for a, b in zip(cuts, cuts[1:]):
         out = np.empty(p.shape[0], _cpu.KL_STATE)
-        _cpu.kl_states(prec(p.dtype), p[:, a:b], q[:, a:b], 1, 1.0 / t, out)
+        _cpu.div_rows("kl_div", "logits", prec(p.dtype), p[:, a:b], q[:, a:b], 1, 1.0 / t, 0.5,
+                      out)
         states.append(out)
     return fold(states, lambda a, b, o: _cpu.state_combine("kl", a, b, o, inv_temp=1.0 / t))
 
@@ -180,7 +182,7 @@ def test_kl_state_needing_the_row_is_nan():
     p = np.array([[1e20, 0.0, 3.0]])
     q = np.array([[3.0, 1.0, 1e20]])
     out = np.empty(1, _cpu.KL_STATE)
-    _cpu.kl_states("float64", p, q, 1, 1.0, out)
+    _cpu.div_rows("kl_div", "logits", "float64", p, q, 1, 1.0, 0.5, out)
     assert np.isnan(values("kl", out, eps=float(np.finfo(np.float64).eps))[0])
     assert np.isfinite(kk.kl_div(p, q)[0])
 
@@ -198,8 +200,8 @@ def seg_pieces(op, v, cuts, est=None, y=None):
     starts = np.array(cuts[:-1], np.int64)
     lens = np.diff(cuts).astype(np.int64)
     out = np.empty(len(lens), _cpu.SEG_STATE)
-    _cpu.seg_states(op, est, prec(v.dtype), v, y, starts, None if y is None else starts, lens,
-                    np.inf, out)
+    _cpu.seg_packed(op, est, prec(v.dtype), v, y, starts, None if y is None else starts, lens,
+                    np.inf, 0.0, out)
     states = [out[i:i + 1].copy() for i in range(len(lens))]
     return fold(states, lambda a, b, o: _cpu.state_combine("seg", a, b, o, op=op))
 

@@ -144,8 +144,11 @@ void KK_FN(kk_softmax_rows)(const kk_rows *x, int log_, const kk_rows *out)
      : op == KK_KL       ? kl_logits_row_##S(pr, qr, n, (REALT)inv_temp, buf, buf2)   \
                          : js_logits_row_##S(pr, qr, n, (REALT)inv_temp, beta, buf, buf2))
 
-void KK_FN(kk_div_rows)(int op, int kind, int prec, const kk_rows *p, const kk_rows *q,
-                        double inv_temp, double beta, double *out)
+/* Divergences of the row pairs of p and q (q NULL for the entropy): their
+ * values into out, or (states set) their reduction states, kk_ent_t for
+ * the entropy and kk_kl_t for KL (logits only) */
+static void div_rows(int op, int kind, int prec, const kk_rows *p, const kk_rows *q,
+                     double inv_temp, double beta, double *out, void *states)
 {
     int64_t n_rows = p->n_rows, n = p->n;
 #pragma omp parallel if (n_rows * n >= PAR_MIN)
@@ -156,40 +159,29 @@ void KK_FN(kk_div_rows)(int op, int kind, int prec, const kk_rows *p, const kk_r
         for (int64_t r = 0; r < n_rows; r++) {
             kk_row pr = kk_row_at(p, r);
             kk_row qr = q ? kk_row_at(q, r) : pr;
-            out[r] = prec == KK_F64 ? DIV_ROW(d, double, bd, bd2) : DIV_ROW(f, float, bf, bf2);
+            if (!states)
+                out[r] = prec == KK_F64 ? DIV_ROW(d, double, bd, bd2)
+                                        : DIV_ROW(f, float, bf, bf2);
+            else if (op == KK_ENTROPY)
+                ((kk_ent_t *)states)[r] =
+                    prec == KK_F64 ? entropy_logits_state_d(pr, n, inv_temp, bd)
+                                   : entropy_logits_state_f(pr, n, (float)inv_temp, bf);
+            else
+                ((kk_kl_t *)states)[r] =
+                    prec == KK_F64 ? kl_logits_sums_d(pr, qr, n, inv_temp, bd, bd2)
+                                   : kl_logits_sums_f(pr, qr, n, (float)inv_temp, bf, bf2);
         }
     }
 }
 
-void KK_FN(kk_entropy_states)(int prec, const kk_rows *x, double inv_temp, kk_ent_t *states)
+void KK_FN(kk_div_rows)(int op, int kind, int prec, const kk_rows *p, const kk_rows *q,
+                        double inv_temp, double beta, double *out)
 {
-    int64_t n_rows = x->n_rows, n = x->n;
-#pragma omp parallel if (n_rows * n >= PAR_MIN)
-    {
-        _Alignas(64) float bf[CHUNK];
-        _Alignas(64) double bd[CHUNK];
-#pragma omp for schedule(static)
-        for (int64_t r = 0; r < n_rows; r++) {
-            kk_row row = kk_row_at(x, r);
-            states[r] = prec == KK_F64 ? entropy_logits_state_d(row, n, inv_temp, bd)
-                                       : entropy_logits_state_f(row, n, (float)inv_temp, bf);
-        }
-    }
+    div_rows(op, kind, prec, p, q, inv_temp, beta, out, NULL);
 }
 
-void KK_FN(kk_kl_states)(int prec, const kk_rows *p, const kk_rows *q, double inv_temp,
-                         kk_kl_t *states)
+void KK_FN(kk_div_states)(int op, int prec, const kk_rows *p, const kk_rows *q,
+                          double inv_temp, void *states)
 {
-    int64_t n_rows = p->n_rows, n = p->n;
-#pragma omp parallel if (n_rows * n >= PAR_MIN)
-    {
-        _Alignas(64) float bf[CHUNK], bf2[CHUNK];
-        _Alignas(64) double bd[CHUNK], bd2[CHUNK];
-#pragma omp for schedule(static)
-        for (int64_t r = 0; r < n_rows; r++) {
-            kk_row pr = kk_row_at(p, r), qr = kk_row_at(q, r);
-            states[r] = prec == KK_F64 ? kl_logits_sums_d(pr, qr, n, inv_temp, bd, bd2)
-                                       : kl_logits_sums_f(pr, qr, n, (float)inv_temp, bf, bf2);
-        }
-    }
+    div_rows(op, KK_LOGITS, prec, p, q, inv_temp, 0.5, NULL, states);
 }

@@ -100,19 +100,14 @@
     /* lse state (lse.h) of each row of x: value kk_lse_value */              \
     X(isa, kk_lse_states, (const kk_rows *x, kk_lse_t *states), (x, states))    \
                                                                                \
-    /* entropy state (divergence.h) of each row of logits x * inv_temp:       \
-     * combine kk_ent_combine, value kk_ent_value */                          \
-    X(isa, kk_entropy_states,                                                  \
-      (int prec, const kk_rows *x, double inv_temp, kk_ent_t *states),         \
-      (prec, x, inv_temp, states))                                             \
-                                                                               \
-    /* KL sums state (divergence.h) of each row pair of logits p, q (times    \
-     * inv_temp), finished (kk_kl_finish): combine kk_kl_combine (then         \
-     * kk_kl_finish), value kk_kl_state_value */                              \
-    X(isa, kk_kl_states,                                                       \
-      (int prec, const kk_rows *p, const kk_rows *q, double inv_temp,          \
-       kk_kl_t *states),                                                       \
-      (prec, p, q, inv_temp, states))                                          \
+    /* the reduction state of each row of logits p (op KK_ENTROPY: kk_ent_t, \
+     * combine kk_ent_combine, value kk_ent_value) or row pair of logits p,   \
+     * q (op KK_KL: kk_kl_t, finished by kk_kl_finish; combine kk_kl_combine  \
+     * then kk_kl_finish, value kk_kl_state_value), scaled by inv_temp */     \
+    X(isa, kk_div_states,                                                      \
+      (int op, int prec, const kk_rows *p, const kk_rows *q, double inv_temp,  \
+       void *states),                                                          \
+      (op, prec, p, q, inv_temp, states))                                      \
                                                                                \
     /* the state (segment.h) of each packed sequence, as kk_seg_packed (an    \
      * empty sequence: kk_seg_empty): combine kk_seg_combine, value           \

@@ -1,6 +1,6 @@
 /* states.c: the combines and values of the reduction states, over arrays
  * of them, for the state entry points (klkit_entries.h: kk_lse_states,
- * kk_entropy_states, kk_kl_states, kk_seg_states).
+ * kk_div_states, kk_seg_states).
  *
  * Compiled once per instruction set like the row loops (KK_ISA), so that a
  * state combined here goes through the same instructions as inside the

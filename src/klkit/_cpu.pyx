@@ -70,9 +70,8 @@ cdef extern from "klkit_cpu.h":
     ctypedef struct kk_seg_t:
         double a, b
     void kk_lse_states(const kk_rows *x, kk_lse_t *states) nogil
-    void kk_entropy_states(int prec, const kk_rows *x, double inv_temp, kk_ent_t *states) nogil
-    void kk_kl_states(int prec, const kk_rows *p, const kk_rows *q, double inv_temp,
-                      kk_kl_t *states) nogil
+    void kk_div_states(int op, int prec, const kk_rows *p, const kk_rows *q, double inv_temp,
+                       void *states) nogil
     void kk_seg_states(int op, int est, int prec, const kk_rows *x, const int64_t *x_start,
                        const kk_rows *y, const int64_t *y_start, const int64_t *len,
                        int64_t n_seg, double clamp, kk_seg_t *states) nogil
@@ -215,14 +214,48 @@ cdef double *_opt_vector(out, int64_t n_rows) except? NULL:
 
 
 # --------------------------------------------------------------------------
+# reduction states (private): per row or per sequence, the state a result
+# is the value of, and the headers' combines over arrays of them.  The
+# state of a row (sequence) cut into consecutive pieces is the left-to-right
+# combine of the pieces' states: see kernels/cpu/klkit_entries.h for when
+# that gives the kernels' own bits.
+# --------------------------------------------------------------------------
+
+#: NumPy record types of the states, field for field the C structs
+LSE_STATE = np.dtype([("m", "f8"), ("s", "f8")], align=True)
+ENTROPY_STATE = np.dtype([("m", "f8"), ("s", "f8"), ("u", "f8")], align=True)
+KL_STATE = np.dtype([("m", "f8"), ("mq", "f8"), ("ch", "f8"), ("cl", "f8"), ("W", "f8"),
+                     ("A", "f8"), ("B", "f8"), ("zq", "f8"), ("nan", "f8"), ("off_m", "f8"),
+                     ("off_s", "f8"), ("has_sums", "i4")], align=True)
+SEG_STATE = np.dtype([("a", "f8"), ("b", "f8")], align=True)
+assert (LSE_STATE.itemsize, ENTROPY_STATE.itemsize, KL_STATE.itemsize, SEG_STATE.itemsize) == \
+    (sizeof(kk_lse_t), sizeof(kk_ent_t), sizeof(kk_kl_t), sizeof(kk_seg_t))
+
+
+cdef void *_states(cnp.ndarray a, object dtype, int64_t n, str name, bint write=True) except NULL:
+    if a.dtype != dtype or a.ndim != 1 or a.shape[0] != n or not a.flags.c_contiguous \
+            or write and not a.flags.writeable:
+        raise ValueError(f"{name}: expected a contiguous array of {n} {dtype}")
+    return cnp.PyArray_DATA(a)
+
+
+# --------------------------------------------------------------------------
 # rows: dense, divergences, tokens
 # --------------------------------------------------------------------------
 
 def lse_rows(cnp.ndarray x, int n_lead, cnp.ndarray out):
-    """out[r] = log(sum(exp(row r of x))) in float64."""
+    """out[r] = log(sum(exp(row r of x))) in float64, or (out of LSE_STATE)
+    the row's lse state."""
     cdef kk_rows dx
     _describe(x, n_lead, &dx, "x")
-    cdef double *o = _out_vector(out, dx.n_rows)
+    cdef double *o
+    cdef kk_lse_t *st
+    if out.dtype == LSE_STATE:
+        st = <kk_lse_t *>_states(out, LSE_STATE, dx.n_rows, "out")
+        with nogil:
+            kk_lse_states(&dx, st)
+        return
+    o = _out_vector(out, dx.n_rows)
     with nogil:
         kk_lse_rows(&dx, o)
 
@@ -247,7 +280,9 @@ def softmax_rows(cnp.ndarray x, int n_lead, bint log, cnp.ndarray out):
 
 def div_rows(str op, str kind, str prec, cnp.ndarray p, q, int n_lead, double inv_temp,
              double beta, cnp.ndarray out):
-    """out[r] = entropy / cross-entropy / KL / JS of row r of p (and q), in nats."""
+    """out[r] = entropy / cross-entropy / KL / JS of row r of p (and q), in
+    nats, or (out of ENTROPY_STATE or KL_STATE; logits) the entropy or KL
+    state of the row."""
     cdef kk_rows dp, dq
     cdef int iop = OPS[op], ikind = KINDS[kind], pc = _prec(prec)
     _describe(p, n_lead, &dp, "p")
@@ -258,7 +293,16 @@ def div_rows(str op, str kind, str prec, cnp.ndarray p, q, int n_lead, double in
         pq = &dq
     if pc == KK_F32 and (dp.dtype == KK_F64 or pq != NULL and dq.dtype == KK_F64):
         raise ValueError("prec: float64 input needs prec='float64'")
-    cdef double *o = _out_vector(out, dp.n_rows)
+    cdef double *o
+    cdef void *st
+    if out.dtype == ENTROPY_STATE and iop == KK_ENTROPY or out.dtype == KL_STATE and iop == KK_KL:
+        if ikind != KK_LOGITS:
+            raise ValueError("kind: states are those of logits")
+        st = _states(out, out.dtype, dp.n_rows, "out")
+        with nogil:
+            kk_div_states(iop, pc, &dp, pq, inv_temp, st)
+        return
+    o = _out_vector(out, dp.n_rows)
     with nogil:
         kk_div_rows(iop, ikind, pc, &dp, pq, inv_temp, beta, o)
 
@@ -343,7 +387,8 @@ cdef int _check_prec(int pc, const kk_rows *x, const kk_rows *y) except -1:
 def seg_packed(str op, estimator, str prec, cnp.ndarray x, y, cnp.ndarray x_start, y_start,
                cnp.ndarray lens, double clamp, double empty, cnp.ndarray out):
     """out[s] = reduction of the lens[s] values of 1-D x from x_start[s] (seq_kl:
-    of the estimator over the pairs with y from y_start[s]), float64."""
+    of the estimator over the pairs with y from y_start[s]), float64, or (out
+    of SEG_STATE) the sequence's state."""
     cdef int iop = SEG_OPS[op], est = ESTIMATORS[estimator], pc = _prec(prec)
     _reduces(iop, est)
     cdef kk_rows dx, dy
@@ -356,7 +401,14 @@ def seg_packed(str op, estimator, str prec, cnp.ndarray x, y, cnp.ndarray x_star
         yst = _packed(y, &dy, "ref_logp", y_start, lens, n)
         py = &dy
     _check_prec(pc, &dx, py)
-    cdef double *o = _out_vector(out, n)
+    cdef double *o
+    cdef kk_seg_t *st
+    if out.dtype == SEG_STATE:
+        st = <kk_seg_t *>_states(out, SEG_STATE, n, "out")
+        with nogil:
+            kk_seg_states(iop, est, pc, &dx, xst, py, yst, ln, n, clamp, st)
+        return
+    o = _out_vector(out, n)
     with nogil:
         kk_seg_packed(iop, est, pc, &dx, xst, py, yst, ln, n, clamp, empty, o)
 
@@ -422,84 +474,8 @@ def kl_estimate(estimator, str prec, cnp.ndarray x, cnp.ndarray y, int n_lead, d
 
 
 # --------------------------------------------------------------------------
-# reduction states (private): per row or per sequence, the state a result
-# is the value of, and the headers' combines over arrays of them.  The
-# state of a row (sequence) cut into consecutive pieces is the left-to-right
-# combine of the pieces' states: see kernels/cpu/klkit_entries.h for when
-# that gives the kernels' own bits.
+# combining reduction states (private)
 # --------------------------------------------------------------------------
-
-#: NumPy record types of the states, field for field the C structs
-LSE_STATE = np.dtype([("m", "f8"), ("s", "f8")], align=True)
-ENTROPY_STATE = np.dtype([("m", "f8"), ("s", "f8"), ("u", "f8")], align=True)
-KL_STATE = np.dtype([("m", "f8"), ("mq", "f8"), ("ch", "f8"), ("cl", "f8"), ("W", "f8"),
-                     ("A", "f8"), ("B", "f8"), ("zq", "f8"), ("nan", "f8"), ("off_m", "f8"),
-                     ("off_s", "f8"), ("has_sums", "i4")], align=True)
-SEG_STATE = np.dtype([("a", "f8"), ("b", "f8")], align=True)
-assert (LSE_STATE.itemsize, ENTROPY_STATE.itemsize, KL_STATE.itemsize, SEG_STATE.itemsize) == \
-    (sizeof(kk_lse_t), sizeof(kk_ent_t), sizeof(kk_kl_t), sizeof(kk_seg_t))
-
-
-cdef void *_states(cnp.ndarray a, object dtype, int64_t n, str name, bint write=True) except NULL:
-    if a.dtype != dtype or a.ndim != 1 or a.shape[0] != n or not a.flags.c_contiguous \
-            or write and not a.flags.writeable:
-        raise ValueError(f"{name}: expected a contiguous array of {n} {dtype}")
-    return cnp.PyArray_DATA(a)
-
-
-def lse_states(cnp.ndarray x, int n_lead, cnp.ndarray out):
-    """out[r] = the lse state of row r of x (LSE_STATE)."""
-    cdef kk_rows dx
-    _describe(x, n_lead, &dx, "x")
-    cdef kk_lse_t *o = <kk_lse_t *>_states(out, LSE_STATE, dx.n_rows, "out")
-    with nogil:
-        kk_lse_states(&dx, o)
-
-
-def entropy_states(str prec, cnp.ndarray x, int n_lead, double inv_temp, cnp.ndarray out):
-    """out[r] = the entropy state of row r of logits x * inv_temp (ENTROPY_STATE)."""
-    cdef kk_rows dx
-    cdef int pc = _prec(prec)
-    _describe(x, n_lead, &dx, "p")
-    _check_prec(pc, &dx, NULL)
-    cdef kk_ent_t *o = <kk_ent_t *>_states(out, ENTROPY_STATE, dx.n_rows, "out")
-    with nogil:
-        kk_entropy_states(pc, &dx, inv_temp, o)
-
-
-def kl_states(str prec, cnp.ndarray p, cnp.ndarray q, int n_lead, double inv_temp,
-              cnp.ndarray out):
-    """out[r] = the finished KL sums state of rows r of logits p, q (KL_STATE)."""
-    cdef kk_rows dp, dq
-    cdef int pc = _prec(prec)
-    _describe(p, n_lead, &dp, "p")
-    _describe(q, n_lead, &dq, "q")
-    _same_rows(&dp, &dq, "q")
-    _check_prec(pc, &dp, &dq)
-    cdef kk_kl_t *o = <kk_kl_t *>_states(out, KL_STATE, dp.n_rows, "out")
-    with nogil:
-        kk_kl_states(pc, &dp, &dq, inv_temp, o)
-
-
-def seg_states(str op, estimator, str prec, cnp.ndarray x, y, cnp.ndarray x_start, y_start,
-               cnp.ndarray lens, double clamp, cnp.ndarray out):
-    """out[s] = the state of packed sequence s (SEG_STATE), as seg_packed."""
-    cdef int iop = SEG_OPS[op], est = ESTIMATORS[estimator], pc = _prec(prec)
-    _reduces(iop, est)
-    cdef kk_rows dx, dy
-    cdef const kk_rows *py = NULL
-    cdef const int64_t *yst = NULL
-    cdef int64_t n = lens.shape[0]
-    cdef const int64_t *ln = _i64_vector(lens, n, "lengths")
-    cdef const int64_t *xst = _packed(x, &dx, "values", x_start, lens, n)
-    if est != KK_EST_NONE:
-        yst = _packed(y, &dy, "ref_logp", y_start, lens, n)
-        py = &dy
-    _check_prec(pc, &dx, py)
-    cdef kk_seg_t *o = <kk_seg_t *>_states(out, SEG_STATE, n, "out")
-    with nogil:
-        kk_seg_states(iop, est, pc, &dx, xst, py, yst, ln, n, clamp, o)
-
 
 #: the state types by name: (C code, NumPy record type)
 STATE_KINDS = {"lse": (KK_STATE_LSE, LSE_STATE), "entropy": (KK_STATE_ENTROPY, ENTROPY_STATE),

@@ -17,7 +17,7 @@ positions (their count without weights), so an all-ignored batch gives
 """
 import math
 import operator
-from typing import NamedTuple
+from collections import namedtuple
 
 import numpy as np
 
@@ -29,12 +29,9 @@ from .divergence import entropy
 __all__ = ["token_logprobs", "softmax_cross_entropy", "TokenLogprobs"]
 
 
-class TokenLogprobs(NamedTuple):
-    """token_logprobs(..., return_entropy=..., return_lse=...): the fields
-    not asked for are None."""
-    logprobs: object
-    entropy: object
-    lse: object
+#: what token_logprobs returns with return_entropy / return_lse (fields not
+#: asked for are None)
+TokenLogprobs = namedtuple("TokenLogprobs", ["logprobs", "entropy", "lse"])
 
 
 def _logits_and_targets(logits, targets, ignore_index):
