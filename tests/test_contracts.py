@@ -160,8 +160,16 @@ def _column_major(a):
     return np.ascontiguousarray(a.T).T
 
 
+def _byteswapped(a):
+    """The same values in the other byte order (bfloat16 and bool have one)."""
+    if a.dtype.name == "bfloat16" or a.dtype.itemsize == 1:
+        return a
+    return a.astype(a.dtype.newbyteorder())
+
+
 LAYOUTS = {"read_only": _read_only, "strided": _strided, "reversed": _reversed,
-           "fortran": np.asfortranarray, "column_major": _column_major}
+           "fortran": np.asfortranarray, "column_major": _column_major,
+           "byteswapped": _byteswapped}
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
@@ -637,3 +645,20 @@ def test_views_the_kernels_cannot_read_are_copied(name):
     assert result_bits(f(unaligned)) == expected
     if name != "segment_sum":
         assert result_bits(f(spread)) == expected
+
+
+def test_empty_views_of_any_stride():
+    """Nothing is read from an empty view, whatever its strides."""
+    r = np.zeros(10, [("a", "f4"), ("b", "u1")])["a"]          # stride 5 bytes
+    assert kk.logsumexp(r[3:3]) == -np.inf
+    assert kk.segment_sum(r[3:3], [0, 0]).tolist() == [0.0]
+    assert kk.softmax(r[3:3]).shape == (0,)
+
+
+def test_out_whose_elements_overlap_is_refused():
+    base = np.zeros(64, np.float32)
+    x = np.zeros((2, 3, 4), np.float32)
+    for strides in ((16, 0, 4), (0, 16, 4), (16, 4, 0)):
+        out = np.lib.stride_tricks.as_strided(base, (2, 3, 4), strides)
+        with pytest.raises(ValueError, match="out"):
+            kk.softmax(x, axis=-1, out=out)

@@ -571,3 +571,14 @@ def test_kl_close_rows_with_far_tokens(spikes):
     want = ref.kl_div(p.astype(np.float64), q.astype(np.float64))
     np.testing.assert_allclose(got, want, rtol=2e-6)
     assert kk.kl_div(p[1:2], q[1:2])[0].tobytes() == got[1].tobytes()
+
+
+@pytest.mark.parametrize("name", ["cross_entropy", "kl_div", "js_div"])
+def test_python_number_as_a_distribution_is_weak(name):
+    """A Python number (a uniform row, broadcast) does not widen float32
+    logits: the result is float32, as the reference's (NumPy 2's rule)."""
+    p = np.array([[0.3, -1.2, 2.0], [1.0, 1.0, 1.0]], np.float32)
+    got = getattr(kk, name)(p, 0.5)
+    expected = getattr(ref, name)(p, 0.5)
+    assert got.dtype == expected.dtype == np.float32
+    np.testing.assert_allclose(got, expected, rtol=2e-6, atol=1e-7)

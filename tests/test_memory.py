@@ -126,3 +126,9 @@ def test_kl_estimate_broadcast_and_views(logits):
     p, q = logits[0][:, :-1], logits[1][0, 0]
     check(lambda: kk.kl_estimate(p, q, "k3"), p.nbytes)
     check(lambda: kk.kl_estimate(p, logits[1][:, 1:], "k1", clamp=3.0), 2 * p.nbytes)
+
+
+def test_many_axes_that_merge_are_not_copied():
+    x = np.ones((2,) * 9 + (40000,), np.float32)       # 78 MiB, C-contiguous: one batch axis
+    check(lambda: kk.logsumexp(x, axis=-1), x.nbytes)
+    check(lambda: kk.token_logprobs(x, np.zeros(x.shape[:-1], np.int64)), x.nbytes)

@@ -778,3 +778,15 @@ def test_reference_max_of_signed_zeros():
         assert r[0] == 0 and not np.signbit(r[0])
         assert kk.segment_max(x, [0, 2]).tobytes() == r.tobytes()
     assert np.signbit(ref.segment_max(np.float32([-0.0, -0.0]), [0, 2])[0])
+
+
+def test_arrow_values_in_an_unaligned_buffer():
+    """An Arrow child buffer need not be aligned to its elements: it is
+    read through a copy then, with the same results."""
+    vals = np.arange(10, dtype=np.float64)
+    raw = bytearray(vals.nbytes + 1)
+    raw[1:] = vals.tobytes()
+    child = pa.Array.from_buffers(pa.float64(), 10, [None, pa.py_buffer(raw).slice(1)])
+    la = pa.ListArray.from_arrays(pa.array([0, 3, 10], pa.int32()), child)
+    np.testing.assert_array_equal(kk.segment_sum(la), [3.0, 42.0])
+    np.testing.assert_array_equal(kk.seq_kl(la, la, estimator="k3"), [0.0, 0.0])

@@ -438,3 +438,7 @@ def test_cross_entropy_without_classes_and_smoothing():
         assert np.isnan(kk.softmax_cross_entropy(x, t, label_smoothing=0.1, reduction=red))
     assert np.all(np.isnan(kk.softmax_cross_entropy(x, t, label_smoothing=0.1, reduction="none")))
     assert ref.token_logprobs(x, t).shape == (2,)
+    for m in (kk, ref):        # without smoothing every loss is 0
+        assert m.softmax_cross_entropy(x, t, reduction="none").tolist() == [0.0, 0.0]
+        assert np.all(np.isnan(m.softmax_cross_entropy(x, t, label_smoothing=0.1,
+                                                       reduction="none")))

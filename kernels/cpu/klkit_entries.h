@@ -95,7 +95,7 @@
      * row; entropy: CHUNK-sized; segments: SEG_BLK-sized), within a few ulp  \
      * otherwise.  KL states combine within the kernels' error bound (each    \
      * chunk of a row takes its shift from the row so far, which a piece      \
-     * alone cannot know). ----                                               \
+     * alone cannot know). ---- */                                            \
                                                                                \
     /* lse state (lse.h) of each row of x: value kk_lse_value */              \
     X(isa, kk_lse_states, (const kk_rows *x, kk_lse_t *states), (x, states))    \

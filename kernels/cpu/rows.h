@@ -11,10 +11,11 @@
  * (and converted) into an L1 buffer, never a full copy.
  *
  * Strides are in elements (any sign; 0 repeats an element, as a
- * broadcast).  The caller (_cpu.pyx) drops axes of length 1, merges axes
- * that are contiguous with each other, and checks that every element lies
- * inside the array and every stride is a whole number of elements.  An
- * output (softmax) is described the same way; its data is written.
+ * broadcast).  The caller (_cpu.pyx) describes NumPy arrays, whose elements
+ * all lie inside their buffers: it drops axes of length 1, merges axes
+ * that are contiguous with each other and checks that the data is aligned
+ * and every stride a whole number of elements.  An output (softmax) is
+ * described the same way; its data is written.
  *
  * The elements of a row are taken in C order over its axes: element i of a
  * row is where the row's index tuple unravelled from i points, so a row

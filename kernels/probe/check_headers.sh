@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # check_headers.sh: the math headers (kernels/include/klkit/*.h) compile as
-# strict C11, as C++17 and as CUDA C++ for sm_80 and sm_90, their KLKIT_HD
+# strict C11, as C++17 and as CUDA C++ for sm_80 and sm_90 (and the CPU
+# entry points' header, klkit_cpu.h, as strict C11), their KLKIT_HD
 # functions called from host code and from a __global__ kernel
 # (headers_probe.c).  The C build always runs, the C++ build where g++ is
 # found, the CUDA builds where nvcc is on PATH (compiling only: no GPU is
@@ -30,6 +31,10 @@ done
 
 echo "check_headers: gcc -std=c11 -pedantic"
 gcc -std=c11 -pedantic -Wall -Wextra -Werror -I"$inc" -c "$probe" -o "$out/probe_c.o"
+
+echo "check_headers: klkit_cpu.h (the CPU entry points), gcc -std=c11 -pedantic"
+printf '#include "klkit_cpu.h"\ntypedef int kk_probe_nonempty;\n' |
+    gcc -std=c11 -pedantic -Wall -Wextra -Werror -I"$here/../cpu" -I"$inc" -x c -fsyntax-only -
 
 if command -v g++ >/dev/null 2>&1; then
     echo "check_headers: g++ -std=c++17 -pedantic"

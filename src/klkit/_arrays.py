@@ -41,7 +41,8 @@ def _torch_out(r):
         else torch.tensor(r)
 
 
-def _identity(r):
+def identity(r):
+    """The wrap of NumPy input: results as they are."""
     return r
 
 
@@ -54,15 +55,17 @@ def as_input(x, name):
         return _torch_to_numpy(x, name), _torch_out
     if mod == "cupy":
         raise _kernels.no_backend(name, "CuPy arrays")
-    return np.asarray(x), _identity
+    return np.asarray(x), identity
 
 
 def float_input(a, name):
-    """a as a float array the kernels take: 16/32/64-bit floats kept, integers
-    and bools promoted to float64 (as scipy does); anything else a TypeError."""
+    """a as a float array the kernels take: 16/32/64-bit floats kept (in
+    native byte order), integers and bools promoted to float64 (as scipy
+    does); anything else a TypeError."""
     dt = a.dtype
     if dt.name in KERNEL_DTYPES:
-        return a
+        # the kernels read native byte order: other orders are swapped (a copy)
+        return a if dt.isnative else a.astype(dt.newbyteorder("="))
     if dt.kind in "biu":
         return a.astype(np.float64)
     if dt.kind == "c":
@@ -127,19 +130,12 @@ def kernel_precision(dtype, temperature):
     return None
 
 
-#: axes per part (batch, row) the kernels take after merging contiguous
-#: ones (the kernels' KK_MAX_DIMS); a view with more parts is copied
-MAX_DIMS = 8
-
-
 def kernel_view(a, n_lead=0):
-    """a itself wherever the kernels can read it in place (any strides, any
-    order, broadcasts included): aligned, strides in whole elements and at
-    most MAX_DIMS axes in the batch and in the row.  Otherwise (a view of a
-    packed record, more than MAX_DIMS axes) a C-contiguous copy."""
-    item = a.itemsize
-    if (a.flags.aligned and n_lead <= MAX_DIMS and a.ndim - n_lead <= MAX_DIMS
-            and all(s % item == 0 for n, s in zip(a.shape, a.strides) if n > 1)):
+    """a itself wherever the kernels read it in place (any strides, any
+    order, broadcasts included), else a C-contiguous copy: for the rare
+    view they cannot (unaligned data, strides that are not whole elements,
+    more than 8 axes per part that do not merge)."""
+    if _kernels.backend(a).readable(a, n_lead):
         return a
     return np.copy(a, order="C")      # (np.ascontiguousarray keeps unaligned data)
 

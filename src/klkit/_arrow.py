@@ -10,7 +10,7 @@ list is an empty sequence; a null value inside a list is a ValueError.
 import numpy as np
 import pyarrow as pa
 
-from ._arrays import float_input
+from ._arrays import float_input, kernel_view
 
 
 def chunks(arr, name):
@@ -47,7 +47,7 @@ def _values(child, name):
         x = np.empty(0, dt)
     else:
         x = np.frombuffer(child.buffers()[1], dtype=dt, count=off + n)[off:]
-    return float_input(x, name)
+    return kernel_view(float_input(x, name))     # (a buffer may be unaligned: then a copy)
 
 
 def part(a, name):

@@ -3,7 +3,8 @@
 
 The Python layer (_arrays.py) hands every array over as it is, a view of
 any layout: its leading axes are the batch and the rest one row, after a
-transpose that moves the reduced axes last (no copy).  This module
+transpose that moves the reduced axes last (no copy; the rare view the
+kernels cannot read in place, see readable(), is copied there first).  This module
 describes each array to C as a kk_rows (kernels/cpu/rows.h): shapes and
 strides in elements, axes of length 1 dropped, contiguous axes merged.  It
 checks what C relies on, so that a caller mistake is a ValueError here and
@@ -37,10 +38,10 @@ cdef extern from "klkit_cpu.h":
         const char *data
         int dtype
         int lead_ndim, row_ndim
-        int64_t lead_shape[8]
-        int64_t lead_step[8]
-        int64_t row_shape[8]
-        int64_t row_step[8]
+        int64_t lead_shape[KK_MAX_DIMS]
+        int64_t lead_step[KK_MAX_DIMS]
+        int64_t row_shape[KK_MAX_DIMS]
+        int64_t row_step[KK_MAX_DIMS]
         int64_t n_rows, n
     void kk_lse_rows(const kk_rows *x, double *out) nogil
     void kk_softmax_rows(const kk_rows *x, int log_, const kk_rows *out) nogil
@@ -110,9 +111,6 @@ KINDS = {"logits": KK_LOGITS, "logprobs": KK_LOGPROBS}
 SEG_OPS = {"sum": KK_SEG_SUM, "mean": KK_SEG_MEAN, "max": KK_SEG_MAX, "logsumexp": KK_SEG_LSE}
 ESTIMATORS = {None: KK_EST_NONE, "k1": KK_EST_K1, "k2": KK_EST_K2, "k3": KK_EST_K3,
               "abs": KK_EST_ABS}
-#: axes per part (batch, row) after merging: views with more are copied by
-#: the Python layer first (_arrays.kernel_view)
-MAX_DIMS = KK_MAX_DIMS
 
 
 # --------------------------------------------------------------------------
@@ -121,8 +119,9 @@ MAX_DIMS = KK_MAX_DIMS
 
 cdef int _code(cnp.ndarray a, str name) except -1:
     code = DTYPE_CODES.get(a.dtype.name)
-    if code is None:
-        raise TypeError(f"{name}: kernels take float16, bfloat16, float32 or float64, got {a.dtype}")
+    if code is None or not a.dtype.isnative:
+        raise TypeError(f"{name}: kernels take float16, bfloat16, float32 or float64 in native "
+                        f"byte order, got {a.dtype}")
     return code
 
 
@@ -133,28 +132,33 @@ cdef int _prec(str prec) except -1:
     return code
 
 
-cdef int _axes(cnp.ndarray a, int first, int last, int64_t *shape, int64_t *step,
-               str name) except -1:
+cdef int _axes(cnp.ndarray a, int first, int last, int64_t *shape, int64_t *step):
     """Axes first .. last-1 of a into shape / step (in elements), axes of
     length 1 dropped and each axis merged into the one before it where the
     two are one run; returns their number (at least 1: a part without axes
-    is one axis of length 1)."""
+    is one axis of length 1, an empty part one axis of length 0), or -1
+    where a stride is not a whole number of elements or more than
+    KK_MAX_DIMS axes remain."""
     cdef int64_t item = a.itemsize, n, s
     cdef int k = 0, d
+    for d in range(first, last):
+        if a.shape[d] == 0:             # nothing is read: any strides
+            shape[0] = 0
+            step[0] = 0
+            return 1
     for d in range(first, last):
         n = a.shape[d]
         if n == 1:
             continue
         if a.strides[d] % item != 0:
-            raise ValueError(f"{name}: stride {a.strides[d]} is not a whole number of "
-                             f"{item}-byte elements")
+            return -1
         s = a.strides[d] // item
         if k > 0 and step[k - 1] == n * s:
             shape[k - 1] *= n
             step[k - 1] = s
             continue
         if k == KK_MAX_DIMS:
-            raise ValueError(f"{name}: more than {KK_MAX_DIMS} axes that cannot be merged")
+            return -1
         shape[k] = n
         step[k] = s
         k += 1
@@ -165,17 +169,33 @@ cdef int _axes(cnp.ndarray a, int first, int last, int64_t *shape, int64_t *step
     return k
 
 
+cdef bint _readable(cnp.ndarray a, int n_lead, kk_rows *d):
+    """Whether the kernels read a in place (d's axes filled): aligned data,
+    strides of whole elements, at most KK_MAX_DIMS merged axes per part."""
+    if <uintptr_t>cnp.PyArray_DATA(a) % a.itemsize:
+        return False
+    d.lead_ndim = _axes(a, 0, n_lead, d.lead_shape, d.lead_step)
+    d.row_ndim = _axes(a, n_lead, a.ndim, d.row_shape, d.row_step)
+    return d.lead_ndim > 0 and d.row_ndim > 0
+
+
+def readable(cnp.ndarray a, int n_lead):
+    """Whether a, its first n_lead axes the batch, is read in place (else
+    the Python layer copies it first: _arrays.kernel_view)."""
+    cdef kk_rows d
+    return 0 <= n_lead <= a.ndim and _readable(a, n_lead, &d)
+
+
 cdef int _describe(cnp.ndarray a, int n_lead, kk_rows *d, str name, int code=-1) except -1:
     """d = a as a batch of rows: its first n_lead axes the batch, the rest
     the row (code: the element type, by default from a's dtype)."""
     if not 0 <= n_lead <= a.ndim:
         raise ValueError(f"{name}: {n_lead} leading axes of a {a.ndim}-D array")
     d.dtype = _code(a, name) if code < 0 else code
-    if <uintptr_t>cnp.PyArray_DATA(a) % a.itemsize:
-        raise ValueError(f"{name}: data not aligned to its {a.itemsize}-byte elements")
+    if not _readable(a, n_lead, d):
+        raise ValueError(f"{name}: not readable in place (unaligned data, strides that are not "
+                         f"whole elements, or more than {KK_MAX_DIMS} axes); copy it first")
     d.data = <const char *>cnp.PyArray_DATA(a)
-    d.lead_ndim = _axes(a, 0, n_lead, d.lead_shape, d.lead_step, name)
-    d.row_ndim = _axes(a, n_lead, a.ndim, d.row_shape, d.row_step, name)
     d.n_rows = 1
     for i in range(n_lead):
         d.n_rows *= a.shape[i]
@@ -202,7 +222,7 @@ cdef const int64_t *_i64_vector(cnp.ndarray a, int64_t n, str name) except NULL:
 
 cdef double *_out_vector(cnp.ndarray out, int64_t n_rows) except NULL:
     if out.ndim != 1 or out.shape[0] != n_rows or out.dtype.name != "float64" \
-            or not out.flags.c_contiguous or not out.flags.writeable:
+            or not out.flags.c_contiguous or not out.flags.writeable or not out.flags.aligned:
         raise ValueError("out: expected a writeable contiguous float64 vector, one value per row")
     return <double *>cnp.PyArray_DATA(out)
 
@@ -234,7 +254,7 @@ assert (LSE_STATE.itemsize, ENTROPY_STATE.itemsize, KL_STATE.itemsize, SEG_STATE
 
 cdef void *_states(cnp.ndarray a, object dtype, int64_t n, str name, bint write=True) except NULL:
     if a.dtype != dtype or a.ndim != 1 or a.shape[0] != n or not a.flags.c_contiguous \
-            or write and not a.flags.writeable:
+            or not a.flags.aligned or write and not a.flags.writeable:
         raise ValueError(f"{name}: expected a contiguous array of {n} {dtype}")
     return cnp.PyArray_DATA(a)
 
@@ -270,9 +290,12 @@ def softmax_rows(cnp.ndarray x, int n_lead, bint log, cnp.ndarray out):
     if out.dtype.name != want or (<object>out).shape != shape or not out.flags.writeable:
         raise ValueError(f"out: expected a writeable {want} array of shape {shape}")
     _describe(out, n_lead, &do, "out")
-    if dx.n > 1 and do.row_ndim == 1 and do.row_step[0] == 0 or \
-            dx.n_rows > 1 and do.lead_ndim == 1 and do.lead_step[0] == 0:
-        raise ValueError("out: elements may not overlap")
+    for i in range(do.lead_ndim):       # a step 0 along an axis of length > 1 repeats
+        if do.lead_step[i] == 0 and do.lead_shape[i] > 1:
+            raise ValueError("out: elements may not overlap")
+    for i in range(do.row_ndim):
+        if do.row_step[i] == 0 and do.row_shape[i] > 1:
+            raise ValueError("out: elements may not overlap")
     cdef int lg = log
     with nogil:
         kk_softmax_rows(&dx, lg, &do)

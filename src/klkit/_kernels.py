@@ -10,8 +10,7 @@ points, all of the same names and arguments:
   this build does not have: a TypeError naming the argument.
 * inputs no kernel takes (logsumexp's weights ``b`` and ``return_sign``,
   complex numbers, temperatures beyond the float64 kernels' range) are
-  computed by the function's NumPy twin in klkit.reference, imported on
-  first use.
+  computed by the function's NumPy twin in klkit.reference (twin()).
 
 It also holds the kernels' thread controls and build facts.
 """

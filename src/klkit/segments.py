@@ -63,8 +63,8 @@ import numpy as np
 
 from . import _args, _kernels
 from ._registry import public
-from ._arrays import (as_input, common_dtype, float_input, is_arrow, kernel_view, narrowed,
-                      precision, result_dtype, rows)
+from ._arrays import (as_input, common_dtype, float_input, identity, is_arrow, kernel_view,
+                      narrowed, precision, result_dtype, rows)
 
 __all__ = ["segment_sum", "segment_mean", "segment_max", "segment_logsumexp",
            "kl_estimate", "seq_kl", "agg_loss"]
@@ -102,7 +102,7 @@ def _layout(values, offsets, mask, name="values"):
         from . import _arrow
 
         parts, dtype = _arrow.packed(values, name)
-        return _Layout("packed", dtype, _identity, parts=parts)
+        return _Layout("packed", dtype, identity, parts=parts)
     x, wrap = as_input(values, name)
     x = float_input(x, name)
     if offsets is not None:
@@ -122,10 +122,6 @@ def _layout(values, offsets, mask, name="values"):
         mk, _ = as_input(mask, "mask")
         m = kernel_view(_args.mask(mk, x.shape), 1)
     return _Layout("padded", x.dtype, wrap, x=kernel_view(x, 1), mask=m, T=x.shape[1])
-
-
-def _identity(r):
-    return r
 
 
 # --------------------------------------------------------------------------

@@ -96,7 +96,7 @@ def softmax_cross_entropy(logits, targets, *, weight=None, ignore_index=-100,
         w = _as_numeric(weight, "weight", allow_complex=False).astype(np.float64)
         if w.shape != (n_classes,):
             raise ValueError(f"weight: expected {n_classes} class weights, got shape {w.shape}")
-    rows = x.astype(np.float64).reshape(-1, n_classes)
+    rows = x.astype(np.float64).reshape(math.prod(x.shape[:-1]), n_classes)
     keep = tgt != ignore_index
     loss = np.zeros(rows.shape[0])
     w_t = np.where(keep, w[np.where(keep, tgt, 0)] if n_classes else 0.0, 0.0)
