@@ -662,3 +662,15 @@ def test_out_whose_elements_overlap_is_refused():
         out = np.lib.stride_tricks.as_strided(base, (2, 3, 4), strides)
         with pytest.raises(ValueError, match="out"):
             kk.softmax(x, axis=-1, out=out)
+
+
+def test_device_arrays_are_refused_by_the_backend_seam():
+    """A CuPy array (here a stand-in of its type's module) needs CUDA
+    kernels, which this build does not have: a TypeError naming the
+    argument, not an attempt to read device memory."""
+    fake = type("ndarray", (), {"__module__": "cupy._core.core"})()
+    for call_, name in ((lambda: kk.logsumexp(fake), "a"),
+                        (lambda: kk.kl_div(np.zeros(3), fake), "q"),
+                        (lambda: kk.segment_sum(fake, [0, 1]), "values")):
+        with pytest.raises(TypeError, match=rf"\b{name}\b.*CUDA"):
+            call_()

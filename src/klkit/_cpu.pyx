@@ -213,6 +213,13 @@ cdef int _same_rows(const kk_rows *a, const kk_rows *b, str name) except -1:
     return 0
 
 
+cdef int _check_prec(int pc, const kk_rows *x, const kk_rows *y) except -1:
+    """The float kernels read float32 and 16-bit input only (y may be NULL)."""
+    if pc == KK_F32 and (x.dtype == KK_F64 or y != NULL and y.dtype == KK_F64):
+        raise ValueError("prec: float64 input needs prec='float64'")
+    return 0
+
+
 cdef const int64_t *_i64_vector(cnp.ndarray a, int64_t n, str name) except NULL:
     if a.ndim != 1 or a.shape[0] != n or a.dtype.name != "int64" or not a.flags.c_contiguous \
             or not a.flags.aligned:
@@ -314,8 +321,7 @@ def div_rows(str op, str kind, str prec, cnp.ndarray p, q, int n_lead, double in
         _describe(q, n_lead, &dq, "q")
         _same_rows(&dp, &dq, "q")
         pq = &dq
-    if pc == KK_F32 and (dp.dtype == KK_F64 or pq != NULL and dq.dtype == KK_F64):
-        raise ValueError("prec: float64 input needs prec='float64'")
+    _check_prec(pc, &dp, pq)
     cdef double *o
     cdef void *st
     if out.dtype == ENTROPY_STATE and iop == KK_ENTROPY or out.dtype == KL_STATE and iop == KK_KL:
@@ -338,8 +344,7 @@ def token_rows(str prec, cnp.ndarray x, int n_lead, cnp.ndarray targets, long lo
     cdef kk_rows dx
     cdef int pc = _prec(prec)
     _describe(x, n_lead, &dx, "logits")
-    if pc == KK_F32 and dx.dtype == KK_F64:
-        raise ValueError("prec: float64 input needs prec='float64'")
+    _check_prec(pc, &dx, NULL)
     cdef int64_t n_rows = dx.n_rows, n = dx.n
     cdef const int64_t *pt = _i64_vector(targets, n_rows, "targets")
     cdef int64_t i, t
@@ -398,12 +403,6 @@ cdef const int64_t *_packed(cnp.ndarray x, kk_rows *d, str name, cnp.ndarray sta
 cdef int _reduces(int iop, int est) except -1:
     if est != KK_EST_NONE and (iop == KK_SEG_MAX or iop == KK_SEG_LSE):
         raise ValueError("estimator: only sum and mean reduce estimates")
-    return 0
-
-
-cdef int _check_prec(int pc, const kk_rows *x, const kk_rows *y) except -1:
-    if pc == KK_F32 and (x.dtype == KK_F64 or y != NULL and y.dtype == KK_F64):
-        raise ValueError("prec: float64 input needs prec='float64'")
     return 0
 
 
