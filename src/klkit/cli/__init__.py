@@ -16,7 +16,7 @@ import importlib
 import sys
 
 #: subcommand name -> module of this package
-SUBCOMMANDS = {"info": "info"}
+SUBCOMMANDS = {"seq-kl": "seq_kl", "sample": "sample", "info": "info"}
 
 
 class CliError(Exception):

@@ -1,0 +1,443 @@
+"""klkit seq-kl [PATH ...]: per-sequence KL of files of per-token log-probs.
+
+Each row of the input is one sampled sequence with two list columns: the
+log-probs of its tokens under the policy (--logp) and under the reference
+model (--ref).  For every sequence the command computes the KL estimate of
+each --estimator, summed over the sequence's tokens (--reduce sum, the RLHF
+sequence KL) or averaged (--reduce mean), and prints the distribution over
+sequences; -o writes one row per sequence.
+
+PATH: Parquet files, directories of them, glob patterns, Arrow IPC /
+Feather files, JSON Lines files.  Without PATH the command runs on a small
+sample file shipped with klkit, and says so.
+
+Estimators (d = logp - ref, r = -d; Schulman, "Approximating KL
+divergence"): k1 = d, k2 = d^2 / 2, k3 = exp(r) - 1 - r (>= 0, computed
+without cancellation), abs = |d|; --clamp C limits d to [-C, C] first.
+
+Files are read a batch at a time (a Parquet row group, an Arrow record
+batch, a 16 MiB block of JSON), so memory stays within about two batches
+of the columns read, whatever the file's size.  A null list, and a
+sequence whose --mask is all False, is an empty sequence (n_tokens 0,
+estimate 0); empty sequences are counted, and left out of the
+distribution.
+"""
+import json
+import math
+import sys
+import time
+
+import numpy as np
+
+from . import CliError
+
+DEFAULT_LOGP = ("logprobs", "logp", "log_probs", "old_log_probs", "old_logprobs",
+                "policy_logprobs")
+DEFAULT_REF = ("ref_logprobs", "ref_logp", "ref_log_probs", "ref_log_prob", "reference_logprobs")
+ESTIMATORS = ("k1", "k2", "k3", "abs", "kl", "mse", "low_var_kl")
+PERCENTILES = (50, 90, 99)
+
+
+def add_parser(sub, name):
+    p = sub.add_parser(name, help="per-sequence KL of files of per-token log-probs",
+                       description=__doc__,
+                       formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
+    p.add_argument("paths", nargs="*", metavar="PATH", help="input files (default: the "
+                   "sample file shipped with klkit)")
+    p.add_argument("--logp", metavar="COL", help="the policy's log-probs, a list<float> "
+                   f"column (default: the first of {', '.join(DEFAULT_LOGP)})")
+    p.add_argument("--ref", metavar="COL", help="the reference's log-probs (default: the "
+                   f"first of {', '.join(DEFAULT_REF)})")
+    p.add_argument("--mask", metavar="COL", help="a list<bool> column: only its True tokens "
+                   "count")
+    p.add_argument("--estimator", default="k3", metavar="E[,E...]",
+                   help="k1, k2, k3, abs (verl's kl, mse, low_var_kl), one output column "
+                   "each (default k3)")
+    p.add_argument("--reduce", choices=("sum", "mean"), default="sum",
+                   help="sum (default) or mean over each sequence's tokens")
+    p.add_argument("--clamp", type=float, metavar="C", help="limit each d to [-C, C]")
+    p.add_argument("--keep", default="", metavar="COL[,COL...]",
+                   help="input columns to copy into the output (ids)")
+    p.add_argument("-o", "--output", metavar="OUT", help="write one row per sequence: "
+                   ".parquet, .csv or .jsonl")
+    p.add_argument("--on-nan", choices=("propagate", "error"), default="propagate",
+                   help="a NaN log-prob: propagate to its sequence and count it (default), "
+                   "or stop with an error naming it")
+    p.add_argument("--threads", type=int, metavar="N", help="kernel threads (default: all)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+# --------------------------------------------------------------------------
+# options
+# --------------------------------------------------------------------------
+
+def _estimators(text):
+    names = [e.strip() for e in text.split(",") if e.strip()]
+    bad = [e for e in names if e not in ESTIMATORS]
+    if not names or bad:
+        raise CliError(f"--estimator: expected names from {', '.join(ESTIMATORS)}, got "
+                       f"{text!r}")
+    if len(set(names)) != len(names):
+        raise CliError(f"--estimator: {text!r} names an estimator twice")
+    return names
+
+
+def _column(schema, given, defaults, flag, path):
+    """The column for a --flag: the one given, else the first default present."""
+    names = schema.names
+    if given is not None:
+        if given not in names:
+            raise CliError(f"{path}: no column {given!r} ({flag}); columns: {', '.join(names)}")
+        return given
+    for name in defaults:
+        if name in names:
+            return name
+    raise CliError(f"{path}: none of the default columns {', '.join(defaults)} ({flag}); "
+                   f"columns: {', '.join(names)}; name one with {flag} COL")
+
+
+def _check_type(schema, name, flag, path, bool_values=False):
+    import pyarrow as pa
+
+    t = schema.field(name).type
+    ok = (pa.types.is_list(t) or pa.types.is_large_list(t)) and (
+        pa.types.is_boolean(t.value_type) if bool_values else pa.types.is_floating(t.value_type))
+    if not ok:
+        want = "a list of booleans" if bool_values else "a list of floats"
+        raise CliError(f"{path}: column {name!r} ({flag}) is {t}, expected {want}")
+
+
+class Job:
+    """What to compute, resolved against the first file's columns."""
+
+    def __init__(self, args, schema, path):
+        self.estimators = _estimators(args.estimator)
+        self.reduce = args.reduce
+        if args.clamp is not None and not args.clamp >= 0:
+            raise CliError(f"--clamp: expected a number >= 0, got {args.clamp}")
+        self.clamp = args.clamp
+        self.on_nan = args.on_nan
+        self.logp = _column(schema, args.logp, DEFAULT_LOGP, "--logp", path)
+        self.ref = _column(schema, args.ref, DEFAULT_REF, "--ref", path)
+        self.mask = args.mask
+        self.keep = [c.strip() for c in args.keep.split(",") if c.strip()]
+        reserved = {"file", "row", "n_tokens", *self.estimators}
+        for c in self.keep:
+            if c in reserved:
+                raise CliError(f"--keep: {c!r} is also the name of an output column")
+        self.columns = list(dict.fromkeys([self.logp, self.ref] + ([self.mask] if self.mask
+                                                                   else []) + self.keep))
+
+    def check(self, schema, path):
+        """The columns exist in this file and have list types."""
+        for name, flag in ((self.logp, "--logp"), (self.ref, "--ref"), (self.mask, "--mask")):
+            if name is not None:
+                _column(schema, name, (), flag, path)
+                _check_type(schema, name, flag, path, bool_values=flag == "--mask")
+        for name in self.keep:
+            _column(schema, name, (), "--keep", path)
+
+
+# --------------------------------------------------------------------------
+# one batch
+# --------------------------------------------------------------------------
+
+class Counts:
+    """What the summary adds up over batches (values: per estimator, of
+    the non-empty sequences)."""
+
+    def __init__(self, estimators):
+        self.rows = self.empty = self.tokens = self.nan = self.clamped = 0
+        self.values = {e: [] for e in estimators}
+
+    def add(self, other):
+        self.rows += other.rows
+        self.empty += other.empty
+        self.tokens += other.tokens
+        self.nan += other.nan
+        self.clamped += other.clamped
+        for e, v in other.values.items():
+            self.values[e] += v
+
+
+def _where(batch, i, column):
+    """Where row i of a batch is: file, row group (or batch), file row, column."""
+    from .. import io
+
+    unit = "row group" if batch.file.endswith(io.PARQUET) else "batch"
+    return f"{batch.file}, {unit} {batch.index}, row {batch.row0 + i}, column {column!r}"
+
+
+def _lengths(col):
+    """Tokens per row of a list column (a null list: 0), int64."""
+    import pyarrow.compute as pc
+
+    return np.asarray(pc.list_value_length(col).fill_null(0).to_numpy(zero_copy_only=False),
+                      dtype=np.int64)
+
+
+def _values(col):
+    """The tokens of a list column, back to back (null lists contribute none)."""
+    return col.flatten()
+
+
+def _masked(col, mask_flat, offsets):
+    """A list column keeping the tokens whose mask is True."""
+    import pyarrow as pa
+
+    kept = _values(col).filter(pa.array(mask_flat))
+    cum = np.concatenate([[0], np.cumsum(mask_flat, dtype=np.int64)])
+    return pa.LargeListArray.from_arrays(pa.array(cum[offsets]), kept)
+
+
+def compute_batch(batch, job):
+    """(result record batch, Counts) of one input batch."""
+    import pyarrow as pa
+
+    import klkit as kk
+
+    data = batch.data
+    n = data.num_rows
+    lp, rf = data.column(job.logp), data.column(job.ref)
+    nl, nr = _lengths(lp), _lengths(rf)
+    bad = np.flatnonzero(nl != nr)
+    if bad.size:
+        i = int(bad[0])
+        raise CliError(f"{_where(batch, i, job.ref)}: {nr[i]} tokens, but {job.logp!r} has "
+                       f"{nl[i]}")
+    for col, name in ((lp, job.logp), (rf, job.ref)):
+        if _values(col).null_count:
+            nulls = np.asarray(_values(col).is_null().to_numpy(zero_copy_only=False))
+            i = int(np.searchsorted(np.cumsum(nl), np.flatnonzero(nulls)[0], side="right"))
+            raise CliError(f"{_where(batch, i, name)}: a null log-prob inside the list")
+    offsets = np.concatenate([[0], np.cumsum(nl)]).astype(np.int64)
+    if job.mask is not None:
+        mk = data.column(job.mask)
+        nm = _lengths(mk)
+        bad = np.flatnonzero(nm != nl)
+        if bad.size:
+            i = int(bad[0])
+            raise CliError(f"{_where(batch, i, job.mask)}: {nm[i]} mask values for {nl[i]} "
+                           "tokens")
+        mask_flat = np.asarray(_values(mk).fill_null(False).to_numpy(zero_copy_only=False),
+                               dtype=bool)
+        lp, rf = _masked(lp, mask_flat, offsets), _masked(rf, mask_flat, offsets)
+        kept = np.concatenate([[0], np.cumsum(mask_flat, dtype=np.int64)])
+        nl = kept[offsets[1:]] - kept[offsets[:-1]]
+        offsets = np.concatenate([[0], np.cumsum(nl)]).astype(np.int64)
+    counts = Counts(job.estimators)
+    counts.rows = n
+    counts.tokens = int(offsets[-1])
+    empty = nl == 0
+    counts.empty = int(empty.sum())
+    if job.on_nan == "error" or job.clamp is not None:
+        a = np.asarray(_values(lp).to_numpy(zero_copy_only=False), dtype=np.float64)
+        b = np.asarray(_values(rf).to_numpy(zero_copy_only=False), dtype=np.float64)
+        if job.on_nan == "error":
+            for v, name in ((a, job.logp), (b, job.ref)):
+                nan = np.flatnonzero(np.isnan(v))
+                if nan.size:
+                    i = int(np.searchsorted(offsets, nan[0], side="right") - 1)
+                    raise CliError(f"{_where(batch, i, name)}: NaN at token "
+                                   f"{nan[0] - offsets[i]} (--on-nan error)")
+        if job.clamp is not None:
+            with np.errstate(invalid="ignore"):
+                counts.clamped = int(np.count_nonzero(np.abs(a - b) > job.clamp))
+    columns = {"file": pa.array([batch.file] * n, pa.string()),
+               "row": pa.array(np.arange(batch.row0, batch.row0 + n, dtype=np.int64)),
+               "n_tokens": pa.array(nl)}
+    for est in job.estimators:
+        try:
+            v = kk.seq_kl(lp, rf, estimator=est, reduce=job.reduce, clamp=job.clamp)
+        except (ValueError, TypeError) as exc:
+            raise CliError(f"{batch.file}, batch {batch.index}: {exc}") from None
+        v = np.asarray(v)
+        columns[est] = pa.array(v)
+        keep = v[~empty]
+        counts.nan = max(counts.nan, int(np.count_nonzero(np.isnan(keep))))
+        counts.values[est].append(keep)
+    for c in job.keep:
+        columns[c] = data.column(c)
+    return pa.RecordBatch.from_pydict(columns), counts
+
+
+# --------------------------------------------------------------------------
+# the summary
+# --------------------------------------------------------------------------
+
+def summary(counts, job, files, seconds):
+    out = {"files": files, "sequences": counts.rows, "empty_sequences": counts.empty,
+           "tokens": counts.tokens, "nan_sequences": counts.nan, "reduce": job.reduce,
+           "clamp": job.clamp, "seconds": round(seconds, 3), "estimators": {}}
+    if job.clamp is not None:
+        out["clamped_tokens"] = counts.clamped
+    for est, parts in counts.values.items():
+        v = np.concatenate(parts) if parts else np.zeros(0)
+        v = v[~np.isnan(v)].astype(np.float64)
+        stats = {"count": int(v.size)}
+        if v.size:
+            stats.update(mean=float(v.mean()), std=float(v.std()), min=float(v.min()))
+            stats.update({f"p{q}": float(x) for q, x in zip(PERCENTILES,
+                                                            np.percentile(v, PERCENTILES))})
+            stats["max"] = float(v.max())
+        out["estimators"][est] = stats
+    return out
+
+
+def print_summary(s, stream):
+    what = f"KL per sequence ({s['reduce']} over tokens" + (
+        f", d clamped to +-{s['clamp']:g}" if s["clamp"] is not None else "") + ")"
+    lines = [f"{s['sequences']} sequences ({s['empty_sequences']} empty, "
+             f"{s['nan_sequences']} with NaN), {s['tokens']} tokens, {s['seconds']:.2f} s"]
+    if s["clamp"] is not None:
+        lines.append(f"clamped tokens: {s['clamped_tokens']}")
+    heads = ["estimator", "mean", "std", "min", "p50", "p90", "p99", "max"]
+    rows = [[e] + [f"{st[k]:.6g}" if k in st else "-" for k in heads[1:]]
+            for e, st in s["estimators"].items()]
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:
+        width = [max(len(r[i]) for r in [heads] + rows) for i in range(len(heads))]
+        print(what, file=stream)
+        for r in [heads] + rows:
+            print("  ".join(c.rjust(w) for c, w in zip(r, width)), file=stream)
+    else:
+        table = Table(title=what, title_justify="left")
+        for h in heads:
+            table.add_column(h, justify="left" if h == "estimator" else "right")
+        for r in rows:
+            table.add_row(*r)
+        Console(file=stream, width=100).print(table)
+    for line in lines:
+        print(line, file=stream)
+
+
+# --------------------------------------------------------------------------
+# progress
+# --------------------------------------------------------------------------
+
+class Progress:
+    """Rows, tokens, bytes, rate and ETA on stderr when it is a terminal
+    (rich), nothing otherwise or with --quiet."""
+
+    def __init__(self, total_bytes, quiet):
+        self._bar = None
+        if quiet or not sys.stderr.isatty():
+            return
+        try:
+            from rich.progress import (BarColumn, DownloadColumn, Progress as Bar, TextColumn,
+                                       TimeRemainingColumn, TransferSpeedColumn)
+        except ImportError:
+            return
+        self._bar = Bar(TextColumn("{task.fields[rows]:>10,} rows {task.fields[tokens]:>14,} "
+                                   "tokens"), BarColumn(), DownloadColumn(),
+                        TransferSpeedColumn(), TimeRemainingColumn(), transient=True)
+        self._task = self._bar.add_task("seq-kl", total=total_bytes, rows=0, tokens=0)
+        self._bar.start()
+
+    def update(self, done_bytes, rows, tokens):
+        if self._bar is not None:
+            self._bar.update(self._task, completed=done_bytes, rows=rows, tokens=tokens)
+
+    def close(self):
+        if self._bar is not None:
+            self._bar.stop()
+
+
+# --------------------------------------------------------------------------
+# the command
+# --------------------------------------------------------------------------
+
+def sample_path():
+    from importlib.resources import files
+
+    return str(files("klkit") / "data" / "sample.parquet")
+
+
+def run(args):
+    from .. import io
+
+    import klkit as kk
+
+    t0 = time.perf_counter()
+    paths = args.paths
+    if not paths:
+        paths = [sample_path()]
+        print(f"klkit seq-kl: no PATH given: running on the sample file shipped with klkit "
+              f"({paths[0]})", file=sys.stderr)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise CliError(f"--threads: expected a count >= 1, got {args.threads}")
+        kk.set_num_threads(args.threads)
+    try:
+        sources = [io.Source(f) for f in io.expand(paths)]
+        writer = io.ResultWriter(args.output) if args.output else None
+    except io.SourceError as exc:
+        raise CliError(str(exc)) from None
+    job = Job(args, sources[0].schema, sources[0].path)
+    for src in sources:
+        job.check(src.schema, src.path)
+    if writer is not None and writer.format == "csv":
+        import pyarrow as pa
+
+        nested = [c for c in job.keep if pa.types.is_nested(sources[0].schema.field(c).type)]
+        if nested:
+            raise CliError(f"--keep: {', '.join(nested)} are lists, which CSV cannot hold; "
+                           "write .parquet or .jsonl")
+    counts = Counts(job.estimators)
+    total = sum(s.bytes for s in sources)
+    progress = Progress(total, args.quiet)
+    done = 0
+    schema = None
+    try:
+        for src in sources:
+            for batch in src.batches(job.columns):
+                result, c = compute_batch(batch, job)
+                counts.add(c)
+                if writer is not None:
+                    writer.write(result)
+                schema = result.schema
+                part = src.bytes * batch.data.num_rows / src.rows if src.rows else 0
+                progress.update(done + part, counts.rows, counts.tokens)
+                done += part
+            done = sum(s.bytes for s in sources[:sources.index(src) + 1])
+            progress.update(done, counts.rows, counts.tokens)
+        if writer is not None:
+            writer.commit(schema if schema is not None else _empty_schema(job, sources[0]))
+    except io.SourceError as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        progress.close()
+        if writer is not None:
+            writer.discard()                  # nothing left once committed
+    s = summary(counts, job, [src.path for src in sources], time.perf_counter() - t0)
+    if args.json:
+        print(json.dumps(_json_safe(s), indent=2, allow_nan=False))
+    else:
+        print_summary(s, sys.stdout)
+        if args.output:
+            print(f"wrote {counts.rows} rows to {args.output}")
+    return 0
+
+
+def _empty_schema(job, source):
+    import pyarrow as pa
+
+    fields = [pa.field("file", pa.string()), pa.field("row", pa.int64()),
+              pa.field("n_tokens", pa.int64())]
+    fields += [pa.field(e, pa.float64()) for e in job.estimators]
+    fields += [source.schema.field(c) for c in job.keep]
+    return pa.schema(fields)
+
+
+def _json_safe(x):
+    """x with the non-finite floats JSON has no number for as strings
+    ("inf", "-inf", "nan")."""
+    if isinstance(x, dict):
+        return {k: _json_safe(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_json_safe(v) for v in x]
+    return str(x) if isinstance(x, float) and not math.isfinite(x) else x
