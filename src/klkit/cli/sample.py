@@ -16,7 +16,6 @@ import numpy as np
 from . import CliError
 
 VOCAB = 32000
-ZIPF = 1.1                 # exponent of the sampled tokens' rank distribution
 GROUP_BYTES = 64 << 20     # Parquet row groups of about this many bytes
 
 
@@ -32,16 +31,29 @@ def add_parser(sub, name):
     return p
 
 
+#: sharpness levels of the next-token distributions (p_k ~ k^-s over VOCAB)
+SHARPNESS = np.linspace(1.05, 5.0, 48)
+
+
 def _zipf_logprobs(rng, n):
-    """Reference log-probs of n sampled tokens: rank k of the sampled token
-    ~ Zipf(ZIPF) over VOCAB, log p = -ZIPF log k - log H (H the
-    normaliser), blurred by the model's uncertainty."""
-    ranks = np.arange(1, VOCAB + 1, dtype=np.float64)
-    log_h = np.log(np.sum(ranks ** -ZIPF))
-    cdf = np.cumsum(ranks ** -ZIPF) / np.exp(log_h)
-    k = np.searchsorted(cdf, rng.random(n)) + 1
-    lp = -ZIPF * np.log(k) - log_h + rng.normal(0.0, 0.3, n)
-    return np.minimum(lp, 0.0)
+    """Reference log-probs of n sampled tokens.  The next-token distribution
+    at each position is Zipf-like, p_k = k^-s / H(s) over the VOCAB ranks,
+    its sharpness s drawn per token (1 + Gamma(2, 0.5): mostly confident
+    positions, some uncertain ones); the sampled token's rank k comes from
+    that distribution, and its log-prob is -s log k - log H(s)."""
+    log_k = np.log(np.arange(1, VOCAB + 1, dtype=np.float64))
+    level = np.searchsorted(SHARPNESS, np.clip(1.0 + rng.gamma(2.0, 0.5, n), SHARPNESS[0],
+                                               SHARPNESS[-1]))
+    lp = np.empty(n)
+    u = rng.random(n)
+    for j, s in enumerate(SHARPNESS):
+        at = np.flatnonzero(level == j)
+        if at.size:
+            w = np.exp(-s * log_k)
+            h = w.sum()
+            k = np.minimum(np.searchsorted(np.cumsum(w) / h, u[at]), VOCAB - 1)
+            lp[at] = -s * log_k[k] - np.log(h)
+    return lp
 
 
 def table_of(rng, first_id, n, mean_length):

@@ -328,13 +328,15 @@ class Progress:
         if quiet or not sys.stderr.isatty():
             return
         try:
+            from rich.console import Console
             from rich.progress import (BarColumn, DownloadColumn, Progress as Bar, TextColumn,
                                        TimeRemainingColumn, TransferSpeedColumn)
         except ImportError:
             return
         self._bar = Bar(TextColumn("{task.fields[rows]:>10,} rows {task.fields[tokens]:>14,} "
                                    "tokens"), BarColumn(), DownloadColumn(),
-                        TransferSpeedColumn(), TimeRemainingColumn(), transient=True)
+                        TransferSpeedColumn(), TimeRemainingColumn(), transient=True,
+                        console=Console(stderr=True))
         self._task = self._bar.add_task("seq-kl", total=total_bytes, rows=0, tokens=0)
         self._bar.start()
 

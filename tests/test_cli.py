@@ -1,0 +1,299 @@
+"""The klkit command: seq-kl over Parquet / Arrow IPC / JSON Lines files
+(every option, empty and null sequences, bad input, no partial output,
+progress quiet off a terminal), sample, info."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import klkit as kk
+from klkit.cli import main
+
+pa = pytest.importorskip("pyarrow")
+pq = pytest.importorskip("pyarrow.parquet")
+pytest.importorskip("rich")
+
+
+def klkit(*args, check=True, **kw):
+    """Run the command in a subprocess: (returncode, stdout, stderr)."""
+    r = subprocess.run([sys.executable, "-m", "klkit", *map(str, args)], capture_output=True,
+                       text=True, timeout=300, **kw)
+    if check:
+        assert r.returncode == 0, r.stderr
+    return r.returncode, r.stdout, r.stderr
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    path = tmp_path_factory.mktemp("sample") / "rollouts.parquet"
+    assert main(["sample", str(path), "--sequences", "700", "--mean-length", "80",
+                 "--seed", "3"]) == 0
+    return path
+
+
+def seq_kl_of(path, est="k3", reduce="sum", clamp=None, mask=False, float64=False):
+    """What seq-kl should give: klkit on the whole columns (float64: as read
+    from JSON, which has no float32)."""
+    t = pq.read_table(path)
+    lp, rf = t.column("logprobs").combine_chunks(), t.column("ref_logprobs").combine_chunks()
+    if float64:
+        lp, rf = (c.cast(pa.large_list(pa.float64())) for c in (lp, rf))
+    if mask:
+        m = np.asarray(t.column("mask").combine_chunks().flatten().to_numpy(zero_copy_only=False))
+        off = np.concatenate([[0], np.cumsum(
+            np.asarray(pa.compute.list_value_length(lp).fill_null(0)))])
+        lp_flat = np.asarray(lp.flatten())[m]
+        rf_flat = np.asarray(rf.flatten())[m]
+        kept = np.concatenate([[0], np.cumsum(m)])[off]
+        return kk.seq_kl(lp_flat, rf_flat, kept, estimator=est, reduce=reduce, clamp=clamp)
+    return kk.seq_kl(lp, rf, estimator=est, reduce=reduce, clamp=clamp)
+
+
+def test_sample_file_looks_like_rollouts(sample):
+    t = pq.read_table(sample)
+    assert t.num_rows == 700
+    assert t.column_names == ["id", "prompt_id", "logprobs", "ref_logprobs", "mask"]
+    lens = np.asarray(pa.compute.list_value_length(t.column("logprobs")).fill_null(0))
+    assert (lens == 0).sum() > 0 and t.column("logprobs").null_count > 0
+    lp = np.asarray(t.column("logprobs").combine_chunks().flatten())
+    assert lp.max() <= 0 and np.median(lp) > -2 and lp.min() < -10     # Zipf-like, heavy tail
+    again = sample.parent / "again.parquet"
+    main(["sample", str(again), "--sequences", "700", "--mean-length", "80", "--seed", "3"])
+    assert pq.read_table(again).equals(t)                              # the seed decides
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "arrow", "jsonl"])
+def test_every_input_format_gives_klkit_results(sample, fmt, tmp_path):
+    src = sample if fmt == "parquet" else tmp_path / f"in.{fmt}"
+    if fmt != "parquet":
+        main(["sample", str(src), "--sequences", "700", "--mean-length", "80", "--seed", "3"])
+    out = tmp_path / "out.parquet"
+    assert main(["seq-kl", str(src), "-o", str(out), "--quiet"]) == 0
+    got = pq.read_table(out)
+    assert got.column_names == ["file", "row", "n_tokens", "k3"]
+    assert got.column("row").to_pylist() == list(range(700))
+    expected = seq_kl_of(sample, float64=fmt == "jsonl")
+    np.testing.assert_array_equal(np.asarray(got.column("k3")), expected)
+
+
+def test_options(sample, tmp_path):
+    out = tmp_path / "out.jsonl"
+    assert main(["seq-kl", str(sample), "--estimator", "k1,k2,k3,abs,low_var_kl", "--reduce",
+                 "mean", "--clamp", "1.5", "--mask", "mask", "--keep", "id,prompt_id",
+                 "--threads", "1", "-o", str(out), "--quiet"]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 700
+    assert list(rows[0]) == ["file", "row", "n_tokens", "k1", "k2", "k3", "abs", "low_var_kl",
+                             "id", "prompt_id"]
+    for est in ("k1", "k2", "k3", "abs", "low_var_kl"):
+        want = seq_kl_of(sample, est, "mean", 1.5, mask=True)
+        got = np.array([r[est] for r in rows], want.dtype)
+        np.testing.assert_array_equal(got, want)
+    assert [r["id"] for r in rows] == list(range(700))
+
+
+def test_csv_output_and_kept_lists_refused(sample, tmp_path):
+    out = tmp_path / "out.csv"
+    assert main(["seq-kl", str(sample), "--keep", "id", "-o", str(out), "--quiet"]) == 0
+    lines = out.read_text().splitlines()
+    assert lines[0].replace('"', "") == "file,row,n_tokens,k3,id" and len(lines) == 701
+    rc, _, err = klkit("seq-kl", sample, "--keep", "mask", "-o", tmp_path / "x.csv",
+                       check=False)
+    assert rc == 2 and "CSV" in err and len(err.strip().splitlines()) == 1
+
+
+def test_summary_and_json(sample, capsys):
+    assert main(["seq-kl", str(sample), "--estimator", "k1,k3", "--clamp", "2", "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    v = seq_kl_of(sample, "k3", clamp=2.0)
+    t = pq.read_table(sample)
+    lens = np.asarray(pa.compute.list_value_length(t.column("logprobs")).fill_null(0))
+    nonempty = v[lens > 0].astype(np.float64)
+    assert s["sequences"] == 700 and s["empty_sequences"] == int((lens == 0).sum())
+    assert s["tokens"] == int(lens.sum())
+    k3 = s["estimators"]["k3"]
+    assert k3["count"] == nonempty.size
+    assert k3["p50"] == pytest.approx(np.percentile(nonempty, 50), rel=1e-12)
+    assert k3["p99"] == pytest.approx(np.percentile(nonempty, 99), rel=1e-12)
+    assert k3["max"] == nonempty.max() and k3["min"] == nonempty.min()
+    lp = np.asarray(t.column("logprobs").combine_chunks().flatten(), np.float64)
+    rf = np.asarray(t.column("ref_logprobs").combine_chunks().flatten(), np.float64)
+    assert s["clamped_tokens"] == int(np.count_nonzero(np.abs(lp - rf) > 2))
+    assert main(["seq-kl", str(sample)]) == 0
+    out = capsys.readouterr().out
+    assert "p99" in out and "700 sequences" in out
+
+
+def test_directories_globs_and_several_files(sample, tmp_path):
+    d = tmp_path / "parts"
+    d.mkdir()
+    for i in range(3):
+        main(["sample", str(d / f"part{i}.parquet"), "--sequences", "50", "--seed", str(i)])
+    out = tmp_path / "all.parquet"
+    assert main(["seq-kl", str(d), "-o", str(out), "--quiet"]) == 0
+    got = pq.read_table(out)
+    assert got.num_rows == 150
+    assert got.column("file").to_pylist() == [str(d / f"part{i}.parquet")
+                                              for i in range(3) for _ in range(50)]
+    out2 = tmp_path / "glob.parquet"
+    assert main(["seq-kl", str(d / "part*.parquet"), "-o", str(out2), "--quiet"]) == 0
+    assert pq.read_table(out2).equals(got)
+
+
+def test_row_groups_stream(tmp_path):
+    """A file of several row groups is read one at a time; rows are numbered
+    across them."""
+    path = tmp_path / "groups.parquet"
+    t = pq.read_table(os.path.join(os.path.dirname(kk.__file__), "data", "sample.parquet"))
+    pq.write_table(t, path, row_group_size=64)
+    assert pq.ParquetFile(path).num_row_groups > 3
+    out = tmp_path / "out.parquet"
+    assert main(["seq-kl", str(path), "-o", str(out), "--quiet"]) == 0
+    got = pq.read_table(out)
+    assert got.column("row").to_pylist() == list(range(t.num_rows))
+    np.testing.assert_array_equal(np.asarray(got.column("k3")),
+                                  kk.seq_kl(t.column("logprobs"), t.column("ref_logprobs"),
+                                            estimator="k3"))
+
+
+def test_empty_and_null_sequences_and_float_types(tmp_path):
+    path = tmp_path / "edge.parquet"
+    for vt in (pa.float16(), pa.float32(), pa.float64()):
+        lp = pa.array([[-1.0, -2.0], [], None, [-0.5]], pa.list_(vt))
+        rf = pa.array([[-1.5, -2.0], [], None, [-0.25]], pa.large_list(vt))
+        pq.write_table(pa.table({"logp": lp, "ref_logp": rf}), path)
+        out = tmp_path / "edge.jsonl"
+        assert main(["seq-kl", str(path), "--estimator", "k1", "-o", str(out), "--quiet"]) == 0
+        rows = [json.loads(r) for r in out.read_text().splitlines()]
+        assert [r["n_tokens"] for r in rows] == [2, 0, 0, 1]
+        assert [r["k1"] for r in rows] == [0.5, 0.0, 0.0, -0.25]
+
+
+def test_empty_file_writes_header_only(tmp_path):
+    path = tmp_path / "none.parquet"
+    pq.write_table(pa.table({"logprobs": pa.array([], pa.list_(pa.float32())),
+                             "ref_logprobs": pa.array([], pa.list_(pa.float32()))}), path)
+    out = tmp_path / "out.parquet"
+    assert main(["seq-kl", str(path), "-o", str(out), "--quiet", "--json"]) == 0
+    assert pq.read_table(out).num_rows == 0
+
+
+# --------------------------------------------------------------------------
+# bad input: one line, exit status 2, no traceback; no partial output
+# --------------------------------------------------------------------------
+
+def _bad_files(tmp_path):
+    d = {}
+    d["text.parquet"] = tmp_path / "text.parquet"
+    d["text.parquet"].write_text("not parquet\n")
+    d["lengths"] = tmp_path / "lengths.parquet"
+    pq.write_table(pa.table({"logprobs": pa.array([[-1.0], [-1.0, -2.0]]),
+                             "ref_logprobs": pa.array([[-1.0], [-1.0]])}), d["lengths"],
+                   row_group_size=1)
+    d["nan"] = tmp_path / "nan.parquet"
+    pq.write_table(pa.table({"logprobs": pa.array([[-1.0], [-1.0, float("nan")]]),
+                             "ref_logprobs": pa.array([[-1.0], [-1.0, -2.0]])}), d["nan"])
+    d["strings"] = tmp_path / "strings.parquet"
+    pq.write_table(pa.table({"logprobs": pa.array(["a"]), "ref_logprobs": pa.array(["b"])}),
+                   d["strings"])
+    d["nullval"] = tmp_path / "nullval.parquet"
+    pq.write_table(pa.table({"logprobs": pa.array([[-1.0, None]]),
+                             "ref_logprobs": pa.array([[-1.0, -1.0]])}), d["nullval"])
+    return d
+
+
+BAD = [
+    (lambda d, t: [t / "missing.parquet"], "missing.parquet: no such file"),
+    (lambda d, t: [d["text.parquet"]], "text.parquet: not a readable parquet file"),
+    (lambda d, t: [t / "x.txt"], "unknown file type .txt"),
+    (lambda d, t: [d["lengths"], "--logp", "nope"], "no column 'nope' (--logp); columns: "
+                                                    "logprobs, ref_logprobs"),
+    (lambda d, t: [d["strings"]], "column 'logprobs' (--logp) is string, expected a list"),
+    (lambda d, t: [d["lengths"]], "lengths.parquet, row group 1, row 1, column "
+                                  "'ref_logprobs': 1 tokens, but 'logprobs' has 2"),
+    (lambda d, t: [d["nan"], "--on-nan", "error"], "nan.parquet, row group 0, row 1, column "
+                                                   "'logprobs': NaN at token 1"),
+    (lambda d, t: [d["nullval"]], "row 0, column 'logprobs': a null log-prob"),
+    (lambda d, t: [d["lengths"], "--estimator", "k4"], "--estimator: expected names"),
+    (lambda d, t: [d["lengths"], "--clamp", "-1"], "--clamp: expected a number >= 0"),
+    (lambda d, t: [d["lengths"], "--reduce", "max"], "invalid choice: 'max'"),
+]
+
+
+@pytest.mark.parametrize("make,message", BAD)
+def test_bad_input_is_one_line_and_status_2(make, message, tmp_path):
+    if not (tmp_path / "x.txt").exists():
+        (tmp_path / "x.txt").write_text("x")
+    args = make(_bad_files(tmp_path), tmp_path)
+    out = tmp_path / "result.parquet"
+    rc, stdout, err = klkit("seq-kl", *args, "-o", out, check=False)
+    assert rc == 2, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert message in err, err
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    rc, _, err = klkit("seq-kl", tmp_path / "missing.parquet", "--debug", check=False)
+    assert rc != 0 and "Traceback" in err
+
+
+def test_nan_propagates_and_is_counted(tmp_path, capsys):
+    d = _bad_files(tmp_path)
+    assert main(["seq-kl", str(d["nan"]), "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["nan_sequences"] == 1 and s["estimators"]["k3"]["count"] == 1
+
+
+def test_interrupt_leaves_no_output(sample, tmp_path, monkeypatch, capsys):
+    from klkit.cli import seq_kl
+
+    def interrupted(*a, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(seq_kl, "compute_batch", interrupted)
+    out = tmp_path / "out.parquet"
+    assert main(["seq-kl", str(sample), "-o", str(out), "--quiet"]) == 130
+    assert "interrupted" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_no_path_runs_the_shipped_sample_and_says_so():
+    rc, out, err = klkit("seq-kl")
+    assert "sample file shipped with klkit" in err
+    assert "k3" in out and "400 sequences" in out
+    # stderr is not a terminal here: no progress bar, only that note
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_progress_bar_on_a_terminal(sample):
+    pty = pytest.importorskip("pty")
+    master, slave = pty.openpty()
+    r = subprocess.run([sys.executable, "-m", "klkit", "seq-kl", str(sample)], stdout=subprocess.PIPE,
+                       stderr=slave, timeout=300)
+    os.close(slave)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(master)
+    assert r.returncode == 0
+    assert b"tokens" in shown and b"rows" in shown
+
+
+def test_version_info_and_help():
+    rc, out, _ = klkit("--version")
+    assert out.strip() == f"klkit {kk.__version__}"
+    rc, out, _ = klkit("info")
+    assert "code paths built" in out and "threads" in out
+    rc, out, _ = klkit()
+    assert "seq-kl" in out and "sample" in out
