@@ -267,10 +267,13 @@ def compute_batch(batch, job):
 # the summary
 # --------------------------------------------------------------------------
 
-def summary(counts, job, files, seconds):
+def summary(counts, job, files, seconds, spent):
+    """The summary of a run; spent: seconds reading (decoding), computing
+    (klkit) and writing."""
     out = {"files": files, "sequences": counts.rows, "empty_sequences": counts.empty,
            "tokens": counts.tokens, "nan_sequences": counts.nan, "reduce": job.reduce,
-           "clamp": job.clamp, "seconds": round(seconds, 3), "estimators": {}}
+           "clamp": job.clamp, "seconds": round(seconds, 3),
+           **{f"{k}_seconds": round(v, 3) for k, v in spent.items()}, "estimators": {}}
     if job.clamp is not None:
         out["clamped_tokens"] = counts.clamped
     for est, parts in counts.values.items():
@@ -290,7 +293,9 @@ def print_summary(s, stream):
     what = f"KL per sequence ({s['reduce']} over tokens" + (
         f", d clamped to +-{s['clamp']:g}" if s["clamp"] is not None else "") + ")"
     lines = [f"{s['sequences']} sequences ({s['empty_sequences']} empty, "
-             f"{s['nan_sequences']} with NaN), {s['tokens']} tokens, {s['seconds']:.2f} s"]
+             f"{s['nan_sequences']} with NaN), {s['tokens']} tokens, {s['seconds']:.2f} s "
+             f"(reading {s['read_seconds']:.2f}, computing {s['compute_seconds']:.2f}, "
+             f"writing {s['write_seconds']:.2f})"]
     if s["clamp"] is not None:
         lines.append(f"clamped tokens: {s['clamped_tokens']}")
     heads = ["estimator", "mean", "std", "min", "p50", "p90", "p99", "max"]
@@ -394,13 +399,24 @@ def run(args):
     progress = Progress(total, args.quiet)
     done = 0
     schema = None
+    spent = {"read": 0.0, "compute": 0.0, "write": 0.0}
     try:
         for src in sources:
-            for batch in src.batches(job.columns):
+            batches = src.batches(job.columns)
+            while True:
+                t = time.perf_counter()
+                batch = next(batches, None)
+                spent["read"] += time.perf_counter() - t
+                if batch is None:
+                    break
+                t = time.perf_counter()
                 result, c = compute_batch(batch, job)
                 counts.add(c)
+                spent["compute"] += time.perf_counter() - t
                 if writer is not None:
+                    t = time.perf_counter()
                     writer.write(result)
+                    spent["write"] += time.perf_counter() - t
                 schema = result.schema
                 part = src.bytes * batch.data.num_rows / src.rows if src.rows else 0
                 progress.update(done + part, counts.rows, counts.tokens)
@@ -415,7 +431,7 @@ def run(args):
         progress.close()
         if writer is not None:
             writer.discard()                  # nothing left once committed
-    s = summary(counts, job, [src.path for src in sources], time.perf_counter() - t0)
+    s = summary(counts, job, [src.path for src in sources], time.perf_counter() - t0, spent)
     if args.json:
         print(json.dumps(_json_safe(s), indent=2, allow_nan=False))
     else:
