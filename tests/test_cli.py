@@ -65,10 +65,15 @@ def test_sample_file_looks_like_rollouts(sample):
     assert pq.read_table(again).equals(t)                              # the seed decides
 
 
-@pytest.mark.parametrize("fmt", ["parquet", "arrow", "jsonl"])
+@pytest.mark.parametrize("fmt", ["parquet", "arrow", "arrows", "jsonl"])
 def test_every_input_format_gives_klkit_results(sample, fmt, tmp_path):
     src = sample if fmt == "parquet" else tmp_path / f"in.{fmt}"
-    if fmt != "parquet":
+    if fmt == "arrows":                   # the IPC stream format
+        t = pq.read_table(sample)
+        with pa.ipc.new_stream(str(src), t.schema) as w:
+            for b in t.to_batches(max_chunksize=200):
+                w.write_batch(b)
+    elif fmt != "parquet":
         main(["sample", str(src), "--sequences", "700", "--mean-length", "80", "--seed", "3"])
     out = tmp_path / "out.parquet"
     assert main(["seq-kl", str(src), "-o", str(out), "--quiet"]) == 0
@@ -143,13 +148,23 @@ def test_directories_globs_and_several_files(sample, tmp_path):
     assert pq.read_table(out2).equals(got)
 
 
-def test_row_groups_stream(tmp_path):
-    """A file of several row groups is read one at a time; rows are numbered
-    across them."""
+@pytest.mark.parametrize("tokens_per_batch", [None, 100])
+def test_row_groups_stream(tmp_path, monkeypatch, capsys, tokens_per_batch):
+    """A file of several row groups is read a row group (or a slice of
+    one) at a time; rows are numbered across them, and an error names the
+    row group and the file row."""
+    from klkit import io
+
+    if tokens_per_batch:
+        monkeypatch.setattr(io, "TOKENS_PER_BATCH", tokens_per_batch)
     path = tmp_path / "groups.parquet"
     t = pq.read_table(os.path.join(os.path.dirname(kk.__file__), "data", "sample.parquet"))
     pq.write_table(t, path, row_group_size=64)
     assert pq.ParquetFile(path).num_row_groups > 3
+    batches = list(io.Source(str(path)).batches(["logprobs", "ref_logprobs"]))
+    assert len(batches) > 6 if tokens_per_batch else len(batches) == 7
+    assert [b.row0 for b in batches] == list(np.cumsum([0] + [b.data.num_rows
+                                                              for b in batches[:-1]]))
     out = tmp_path / "out.parquet"
     assert main(["seq-kl", str(path), "-o", str(out), "--quiet"]) == 0
     got = pq.read_table(out)
@@ -157,6 +172,38 @@ def test_row_groups_stream(tmp_path):
     np.testing.assert_array_equal(np.asarray(got.column("k3")),
                                   kk.seq_kl(t.column("logprobs"), t.column("ref_logprobs"),
                                             estimator="k3"))
+    lp = t.column("logprobs").to_pylist()
+    row = next(i for i in range(150, t.num_rows) if lp[i])        # row group 2
+    lp[row] = lp[row][:-1]
+    pq.write_table(t.set_column(2, "logprobs", pa.array(lp, pa.list_(pa.float32()))), path,
+                   row_group_size=64)
+    assert main(["seq-kl", str(path), "--quiet"]) == 2
+    assert f"row group 2, row {row}, column 'ref_logprobs'" in capsys.readouterr().err
+
+
+def test_null_lists_backed_by_values_and_null_mask_values(tmp_path, capsys):
+    """Arrow lets a null list's slot cover values: they are not tokens of
+    any sequence.  A null inside a mask list is an error."""
+    import pyarrow.ipc as ipc
+
+    values = pa.array([-1.0, -2.0, -9.0, -9.0, -0.5], pa.float32())
+    offsets = pa.array([0, 2, 4, 5], pa.int32())
+    lp = pa.ListArray.from_arrays(offsets, values, mask=pa.array([False, True, False]))
+    rf = pa.array([[-1.5, -2.0], None, [-0.25]], pa.list_(pa.float32()))
+    assert lp.offsets.to_pylist() == [0, 2, 4, 5] and lp.null_count == 1
+    path = tmp_path / "slots.arrow"
+    with ipc.new_file(str(path), pa.schema([("logprobs", lp.type), ("ref_logprobs", rf.type)])) \
+            as w:
+        w.write_batch(pa.record_batch([lp, rf], names=["logprobs", "ref_logprobs"]))
+    out = tmp_path / "out.jsonl"
+    assert main(["seq-kl", str(path), "--estimator", "k1", "-o", str(out), "--quiet"]) == 0
+    rows = [json.loads(r) for r in out.read_text().splitlines()]
+    assert [(r["n_tokens"], r["k1"]) for r in rows] == [(2, 0.5), (0, 0.0), (1, -0.25)]
+    mask = pa.array([[True, None], None, [True]], pa.list_(pa.bool_()))
+    pq.write_table(pa.table({"logprobs": rf, "ref_logprobs": rf, "mask": mask}),
+                   tmp_path / "m.parquet")
+    assert main(["seq-kl", str(tmp_path / "m.parquet"), "--mask", "mask", "--quiet"]) == 2
+    assert "row 0, column 'mask': a null mask value inside the list" in capsys.readouterr().err
 
 
 def test_empty_and_null_sequences_and_float_types(tmp_path):

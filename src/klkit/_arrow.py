@@ -64,9 +64,17 @@ def part(a, name):
         cum = np.concatenate([[0], np.cumsum(null, dtype=np.int64)])
         bad = np.flatnonzero(cum[starts + lens] - cum[starts])
         if bad.size:
-            raise ValueError(f"{name}: sequence {int(bad[0])} holds a null value (only whole "
-                             "null lists are allowed: they are empty sequences)")
+            raise NullInList(name, int(bad[0]))
     return x, starts, lens
+
+
+class NullInList(ValueError):
+    """A null value inside a list (``sequence``: the list's index)."""
+
+    def __init__(self, name, sequence):
+        super().__init__(f"{name}: sequence {sequence} holds a null value (only whole null "
+                         "lists are allowed: they are empty sequences)")
+        self.sequence = sequence
 
 
 def packed(arr, name):

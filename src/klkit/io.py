@@ -1,9 +1,11 @@
 """Files of per-sequence rows in, result rows out, in bounded memory.
 
 Reading: Parquet files (a file, a directory of them, or a glob), Arrow IPC
-files (Feather v2 / ``.arrow``, memory-mapped) and JSON Lines, one batch
-at a time: a Parquet row group, an IPC record batch, a JSON block.  Only
-the columns asked for are decoded.  Writing: Parquet, Arrow IPC, CSV or JSON
+files (Feather v2 / ``.arrow``) and JSON Lines, one batch at a time: a
+slice of a Parquet row group of about ``TOKENS_PER_BATCH`` list values
+(its pages streamed through a ``READ_BUFFER`` buffer rather than the whole
+column chunk loaded), an IPC record batch, a JSON block.  Only the columns
+asked for are decoded.  Writing: Parquet, Arrow IPC, CSV or JSON
 Lines by the output's extension, batch by batch (a Parquet row group each), to a temporary name in the same
 directory that is renamed when the job ends well (an interrupted or failed
 run never leaves a file that looks complete).
@@ -12,6 +14,7 @@ pyarrow is needed (``pip install "klkit[cli]"``).  A file that cannot be
 read as asked raises SourceError, with a one-line message naming it.
 """
 import glob
+import itertools
 import json
 import os
 from typing import Iterator, NamedTuple
@@ -26,10 +29,17 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError('klkit.io needs pyarrow: pip install "klkit[cli]"') from exc
 
 PARQUET = (".parquet", ".pq", ".parq")
-ARROW = (".arrow", ".feather", ".ipc")
+ARROW = (".arrow", ".feather", ".ipc", ".arrows")
 JSONL = (".jsonl", ".ndjson", ".json")
 #: bytes of JSON text parsed per batch
 JSON_BLOCK = 16 << 20
+#: list values (tokens) per Parquet batch: small enough for the cache and
+#: for memory, large enough that the per-batch overhead stays small
+TOKENS_PER_BATCH = 1 << 19
+#: bytes read from a Parquet file at a time (pages are streamed)
+READ_BUFFER = 1 << 20
+#: result rows per row group (Parquet) or record batch (Arrow) written
+OUTPUT_ROWS = 1 << 17
 
 
 class SourceError(Exception):
@@ -77,81 +87,97 @@ def _format(path):
                       f"({', '.join(JSONL)})")
 
 
+class Unit(NamedTuple):
+    """A part of a file that one worker reads on its own: a Parquet row
+    group, an Arrow IPC record batch, or a whole JSON Lines file / IPC
+    stream; ``row0`` is the file row of its first row."""
+    index: int
+    row0: int
+    rows: int
+
+
 class Source:
-    """One input file: its schema, its size, and its batches."""
+    """One input file: its schema, its size, its units and their batches."""
 
     def __init__(self, path):
         self.path, self.format = path, _format(path)
         self.bytes = os.path.getsize(path)
         try:
             if self.format == "parquet":
-                self._pf = pq.ParquetFile(path)
+                self._pf = pq.ParquetFile(path, buffer_size=READ_BUFFER, pre_buffer=False)
                 self.schema = self._pf.schema_arrow
-                self.rows = self._pf.metadata.num_rows
+                md = self._pf.metadata
+                counts = [md.row_group(g).num_rows for g in range(md.num_row_groups)]
             elif self.format == "arrow":
-                self._reader = _open_ipc(path)
-                self.schema = self._reader.schema
-                self.rows = None
+                self._ipc = _open_ipc(path)
+                self.schema = self._ipc.schema
+                counts = ([self._ipc.get_batch(i).num_rows
+                           for i in range(self._ipc.num_record_batches)]
+                          if isinstance(self._ipc, pa_ipc.RecordBatchFileReader) else None)
             else:
-                self._reader = None
-                self.schema = pa_json.open_json(path, read_options=pa_json.ReadOptions(
-                    block_size=JSON_BLOCK)).schema
-                self.rows = None
+                self.schema = self._json().schema
+                counts = None
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
             raise SourceError(f"{path}: not a readable {self.format} file ({_first_line(exc)})") \
                 from None
+        if counts is None:                    # read in one sequential pass
+            self.rows = None
+            self.units = [Unit(0, 0, None)]
+        else:
+            self.rows = sum(counts)
+            starts = [0] + list(itertools.accumulate(counts))[:-1]
+            self.units = [Unit(i, r0, n) for i, (r0, n) in enumerate(zip(starts, counts))]
 
-    def batches(self, columns) -> Iterator[Batch]:
-        """The columns asked for, batch by batch (a row group at a time)."""
+    def _json(self):
+        return pa_json.open_json(self.path, read_options=pa_json.ReadOptions(
+            block_size=JSON_BLOCK))
+
+    def batches(self, columns, units=None) -> Iterator[Batch]:
+        """The columns asked for, batch by batch, of the given units (default
+        all).  A Batch's index is its unit's: a Parquet row group (read in
+        slices of about TOKENS_PER_BATCH values), an IPC record batch; a
+        JSON block, or a batch of an IPC stream, is numbered in the file."""
         row0 = 0
         try:
-            if self.format == "parquet":
-                for g in range(self._pf.num_row_groups):
-                    table = self._pf.read_row_group(g, columns=columns)
-                    yield Batch(self.path, g, row0, _one_batch(table))
-                    row0 += table.num_rows
-            elif self.format == "arrow":
-                for i in range(self._reader.num_record_batches):
-                    b = self._reader.get_batch(i).select(columns)
-                    yield Batch(self.path, i, row0, b)
-                    row0 += b.num_rows
-            else:
-                reader = pa_json.open_json(self.path, read_options=pa_json.ReadOptions(
-                    block_size=JSON_BLOCK))
-                for i, b in enumerate(reader):
-                    b = b.select(columns)
-                    yield Batch(self.path, i, row0, b)
+            for unit in self.units if units is None else units:
+                row0 = unit.row0
+                for index, b in self._unit_batches(unit, columns):
+                    yield Batch(self.path, index, row0, b)
                     row0 += b.num_rows
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
             raise SourceError(f"{self.path}: unreadable after row {row0} "
                               f"({_first_line(exc)})") from None
 
+    def _unit_batches(self, unit, columns):
+        if self.format == "parquet":
+            rows = _rows_per_batch(self._pf.metadata.row_group(unit.index), columns)
+            for b in self._pf.iter_batches(batch_size=rows, row_groups=[unit.index],
+                                           columns=columns):
+                yield unit.index, b
+        elif self.rows is not None:           # an IPC file: its record batches
+            yield unit.index, self._ipc.get_batch(unit.index).select(columns)
+        else:                                 # an IPC stream, a JSON Lines file
+            reader = _open_ipc(self.path) if self.format == "arrow" else self._json()
+            for i, b in enumerate(reader):
+                yield i, b.select(columns)
+
 
 def _open_ipc(path):
-    """An Arrow IPC file, memory-mapped (zero-copy); the streaming format too."""
-    source = pa.memory_map(path, "r")
+    """An Arrow IPC file (random access), else an IPC stream; read through
+    ordinary file reads, so only the batch being read is in memory."""
     try:
-        return pa_ipc.open_file(source)
+        return pa_ipc.open_file(pa.OSFile(path))
     except pa.ArrowInvalid:
-        return _StreamAsFile(pa_ipc.open_stream(pa.memory_map(path, "r")))
+        return pa_ipc.open_stream(pa.OSFile(path))
 
 
-class _StreamAsFile:
-    """An IPC stream read to its end (its batches are views of the map)."""
-
-    def __init__(self, reader):
-        self.schema = reader.schema
-        self._batches = list(reader)
-        self.num_record_batches = len(self._batches)
-
-    def get_batch(self, i):
-        return self._batches[i]
-
-
-def _one_batch(table):
-    """A table of one row group as a single record batch."""
-    batches = table.combine_chunks().to_batches()
-    return batches[0] if batches else pa.RecordBatch.from_pylist([], schema=table.schema)
+def _rows_per_batch(group, columns):
+    """Rows of a Parquet row group that hold about TOKENS_PER_BATCH values
+    of its longest list column among ``columns`` (from the metadata)."""
+    values = max((group.column(i).num_values for i in range(group.num_columns)
+                  if group.column(i).path_in_schema.split(".")[0] in columns), default=0)
+    per_row = max(1, values // max(1, group.num_rows))
+    return max(1, TOKENS_PER_BATCH // per_row)
 
 
 def _first_line(exc):
@@ -177,7 +203,8 @@ def output_format(path):
 class ResultWriter:
     """Result rows written batch by batch to a temporary file beside
     ``path``, renamed to ``path`` by ``commit()``; ``discard()`` (or
-    leaving a ``with`` block by an exception) removes it."""
+    leaving a ``with`` block by an exception) removes it.  Parquet and
+    Arrow output gather batches into row groups of about OUTPUT_ROWS rows."""
 
     def __init__(self, path):
         self.path, self.format = path, output_format(path)
@@ -187,35 +214,60 @@ class ResultWriter:
         self.tmp = os.path.join(head, f".{tail}.{os.getpid()}.partial")
         self._writer = None
         self._file = None
+        self._held = []
+        self._schema = None
 
     def write(self, batch):
+        if self._schema is None:
+            self._schema = batch.schema
+        elif batch.schema != self._schema:
+            try:
+                batch = batch.cast(self._schema)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as exc:
+                raise SourceError(f"{self.path}: the rows of one input do not fit the columns "
+                                  f"of the first ({_first_line(exc)})") from None
         if self.format == "jsonl":
             if self._file is None:
                 self._file = open(self.tmp, "w", encoding="utf-8")
             for row in batch.to_pylist():       # JSON has no NaN: null
                 row = {k: None if isinstance(v, float) and v != v else v for k, v in row.items()}
                 self._file.write(json.dumps(row) + "\n")
-            return
+        elif self.format == "csv":
+            self._open(batch.schema).write_batch(batch)
+        else:
+            self._held.append(batch)
+            if sum(b.num_rows for b in self._held) >= OUTPUT_ROWS:
+                self._flush()
+
+    def _open(self, schema):
         if self._writer is None:
             if self.format == "parquet":
-                self._writer = pq.ParquetWriter(self.tmp, batch.schema)
+                self._writer = pq.ParquetWriter(self.tmp, schema)
             elif self.format == "arrow":
-                self._writer = pa_ipc.new_file(self.tmp, batch.schema)
+                self._writer = pa_ipc.new_file(self.tmp, schema)
             else:
-                self._writer = pa_csv.CSVWriter(self.tmp, batch.schema)
-        self._writer.write_batch(batch)
+                self._writer = pa_csv.CSVWriter(self.tmp, schema)
+        return self._writer
+
+    def _flush(self):
+        if self._held:
+            table = pa.Table.from_batches(self._held)
+            self._open(table.schema).write_table(table, max(1, table.num_rows))
+            self._held = []
 
     def _close(self):
         for f in (self._writer, self._file):
             if f is not None:
                 f.close()
         self._writer = self._file = None
+        self._held = []
 
     def commit(self, schema):
         """Close the file and give it its name (an empty result: a file
         with the header / schema only)."""
-        if self._writer is None and self._file is None:
+        if self._writer is None and self._file is None and not self._held:
             self.write(pa.RecordBatch.from_pylist([], schema=schema))
+        self._flush()
         self._close()
         os.replace(self.tmp, self.path)
 

@@ -63,7 +63,12 @@ def add_parser(sub, name):
     p.add_argument("--on-nan", choices=("propagate", "error"), default="propagate",
                    help="a NaN log-prob: propagate to its sequence and count it (default), "
                    "or stop with an error naming it")
-    p.add_argument("--threads", type=int, metavar="N", help="kernel threads (default: all)")
+    p.add_argument("--threads", type=int, metavar="N", help="kernel threads (default: all; "
+                   "with --scheduler, per worker)")
+    p.add_argument("--scheduler", metavar="S", help="run on a Dask cluster: local (a "
+                   "LocalCluster of one worker per core), local:N (N workers), or the address "
+                   "of a running scheduler, tcp://HOST:PORT (its workers must read the input "
+                   "files at the same paths); needs the dask extra")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
@@ -170,26 +175,31 @@ def _where(batch, i, column):
     return f"{batch.file}, {unit} {batch.index}, row {batch.row0 + i}, column {column!r}"
 
 
-def _lengths(col):
-    """Tokens per row of a list column (a null list: 0), int64."""
-    import pyarrow.compute as pc
+def _tokens(batch, name, what="log-prob"):
+    """(values, starts, lengths) of a list column of a batch, read in place
+    (a null list: length 0); a null inside a list is an error naming its row."""
+    from .. import _arrow
 
-    return np.asarray(pc.list_value_length(col).fill_null(0).to_numpy(zero_copy_only=False),
-                      dtype=np.int64)
+    try:
+        return _arrow.part(batch.data.column(name), name)
+    except _arrow.NullInList as exc:
+        raise CliError(f"{_where(batch, exc.sequence, name)}: a null {what} inside the "
+                       "list") from None
 
 
-def _values(col):
-    """The tokens of a list column, back to back (null lists contribute none)."""
-    return col.flatten()
+def _flat(x, starts, lens):
+    """The lists' values back to back: a view of x when they are contiguous
+    (a null list backed by values is not)."""
+    if not lens.size:
+        return x[:0]
+    if np.array_equal(starts[1:], starts[:-1] + lens[:-1]):
+        return x[starts[0]:starts[0] + lens.sum()]
+    shift = starts - np.concatenate([[0], np.cumsum(lens)[:-1]])
+    return x[np.repeat(shift, lens) + np.arange(lens.sum())]
 
 
-def _masked(col, mask_flat, offsets):
-    """A list column keeping the tokens whose mask is True."""
-    import pyarrow as pa
-
-    kept = _values(col).filter(pa.array(mask_flat))
-    cum = np.concatenate([[0], np.cumsum(mask_flat, dtype=np.int64)])
-    return pa.LargeListArray.from_arrays(pa.array(cum[offsets]), kept)
+def _offsets(lens):
+    return np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
 
 
 def compute_batch(batch, job):
@@ -198,68 +208,58 @@ def compute_batch(batch, job):
 
     import klkit as kk
 
-    data = batch.data
-    n = data.num_rows
-    lp, rf = data.column(job.logp), data.column(job.ref)
-    nl, nr = _lengths(lp), _lengths(rf)
+    n = batch.data.num_rows
+    a, starts, nl = _tokens(batch, job.logp)
+    b, rstarts, nr = _tokens(batch, job.ref)
     bad = np.flatnonzero(nl != nr)
     if bad.size:
         i = int(bad[0])
         raise CliError(f"{_where(batch, i, job.ref)}: {nr[i]} tokens, but {job.logp!r} has "
                        f"{nl[i]}")
-    for col, name in ((lp, job.logp), (rf, job.ref)):
-        if _values(col).null_count:
-            nulls = np.asarray(_values(col).is_null().to_numpy(zero_copy_only=False))
-            i = int(np.searchsorted(np.cumsum(nl), np.flatnonzero(nulls)[0], side="right"))
-            raise CliError(f"{_where(batch, i, name)}: a null log-prob inside the list")
-    offsets = np.concatenate([[0], np.cumsum(nl)]).astype(np.int64)
+    a, b = _flat(a, starts, nl), _flat(b, rstarts, nr)
+    offsets = _offsets(nl)
     if job.mask is not None:
-        mk = data.column(job.mask)
-        nm = _lengths(mk)
+        m, mstarts, nm = _tokens(batch, job.mask, "mask value")
         bad = np.flatnonzero(nm != nl)
         if bad.size:
             i = int(bad[0])
             raise CliError(f"{_where(batch, i, job.mask)}: {nm[i]} mask values for {nl[i]} "
                            "tokens")
-        mask_flat = np.asarray(_values(mk).fill_null(False).to_numpy(zero_copy_only=False),
-                               dtype=bool)
-        lp, rf = _masked(lp, mask_flat, offsets), _masked(rf, mask_flat, offsets)
-        kept = np.concatenate([[0], np.cumsum(mask_flat, dtype=np.int64)])
-        nl = kept[offsets[1:]] - kept[offsets[:-1]]
-        offsets = np.concatenate([[0], np.cumsum(nl)]).astype(np.int64)
+        on = _flat(m, mstarts, nm) != 0
+        a, b = a[on], b[on]
+        offsets = _offsets(on)[offsets]   # tokens kept before each sequence's end
+        nl = np.diff(offsets)
     counts = Counts(job.estimators)
     counts.rows = n
     counts.tokens = int(offsets[-1])
     empty = nl == 0
     counts.empty = int(empty.sum())
-    if job.on_nan == "error" or job.clamp is not None:
-        a = np.asarray(_values(lp).to_numpy(zero_copy_only=False), dtype=np.float64)
-        b = np.asarray(_values(rf).to_numpy(zero_copy_only=False), dtype=np.float64)
-        if job.on_nan == "error":
-            for v, name in ((a, job.logp), (b, job.ref)):
-                nan = np.flatnonzero(np.isnan(v))
-                if nan.size:
-                    i = int(np.searchsorted(offsets, nan[0], side="right") - 1)
-                    raise CliError(f"{_where(batch, i, name)}: NaN at token "
-                                   f"{nan[0] - offsets[i]} (--on-nan error)")
-        if job.clamp is not None:
-            with np.errstate(invalid="ignore"):
-                counts.clamped = int(np.count_nonzero(np.abs(a - b) > job.clamp))
+    if job.on_nan == "error":
+        for v, name in ((a, job.logp), (b, job.ref)):
+            nan = np.flatnonzero(np.isnan(v))
+            if nan.size:
+                i = int(np.searchsorted(offsets, nan[0], side="right") - 1)
+                raise CliError(f"{_where(batch, i, name)}: NaN at token {nan[0] - offsets[i]} "
+                               "(--on-nan error)")
+    if job.clamp is not None:             # the kernels clamp the exact difference
+        with np.errstate(invalid="ignore"):
+            counts.clamped = int(np.count_nonzero(
+                np.abs(a.astype(np.float64) - b.astype(np.float64)) > job.clamp))
     columns = {"file": pa.array([batch.file] * n, pa.string()),
                "row": pa.array(np.arange(batch.row0, batch.row0 + n, dtype=np.int64)),
                "n_tokens": pa.array(nl)}
     for est in job.estimators:
         try:
-            v = kk.seq_kl(lp, rf, estimator=est, reduce=job.reduce, clamp=job.clamp)
+            v = kk.seq_kl(a, b, offsets, estimator=est, reduce=job.reduce, clamp=job.clamp)
         except (ValueError, TypeError) as exc:
             raise CliError(f"{batch.file}, batch {batch.index}: {exc}") from None
-        v = np.asarray(v)
+        v = np.asarray(v, dtype=np.float64)  # one output type whatever the input's
         columns[est] = pa.array(v)
         keep = v[~empty]
         counts.nan = max(counts.nan, int(np.count_nonzero(np.isnan(keep))))
         counts.values[est].append(keep)
     for c in job.keep:
-        columns[c] = data.column(c)
+        columns[c] = batch.data.column(c)
     return pa.RecordBatch.from_pydict(columns), counts
 
 
@@ -395,33 +395,31 @@ def run(args):
             raise CliError(f"--keep: {', '.join(nested)} are lists, which CSV cannot hold; "
                            "write .parquet or .jsonl")
     counts = Counts(job.estimators)
-    total = sum(s.bytes for s in sources)
-    progress = Progress(total, args.quiet)
-    done = 0
+    progress = Progress(sum(s.bytes for s in sources), args.quiet)
+    done = 0.0
     schema = None
     spent = {"read": 0.0, "compute": 0.0, "write": 0.0}
+    workers = None
     try:
-        for src in sources:
-            batches = src.batches(job.columns)
-            while True:
-                t = time.perf_counter()
-                batch = next(batches, None)
-                spent["read"] += time.perf_counter() - t
-                if batch is None:
-                    break
-                t = time.perf_counter()
-                result, c = compute_batch(batch, job)
-                counts.add(c)
-                spent["compute"] += time.perf_counter() - t
+        if args.scheduler:
+            from . import cluster
+
+            parts = cluster.run_units(sources, job, args)
+            workers = next(parts)
+        else:
+            parts = _run_here(sources, job)
+        for src, rows, results, c, read, compute in parts:
+            counts.add(c)
+            spent["read"] += read
+            spent["compute"] += compute
+            for result in results:
                 if writer is not None:
                     t = time.perf_counter()
                     writer.write(result)
                     spent["write"] += time.perf_counter() - t
                 schema = result.schema
-                part = src.bytes * batch.data.num_rows / src.rows if src.rows else 0
-                progress.update(done + part, counts.rows, counts.tokens)
-                done += part
-            done = sum(s.bytes for s in sources[:sources.index(src) + 1])
+            # bytes done, by rows where the file's row count is known
+            done += src.bytes * rows / src.rows if src.rows else 0
             progress.update(done, counts.rows, counts.tokens)
         if writer is not None:
             writer.commit(schema if schema is not None else _empty_schema(job, sources[0]))
@@ -432,6 +430,8 @@ def run(args):
         if writer is not None:
             writer.discard()                  # nothing left once committed
     s = summary(counts, job, [src.path for src in sources], time.perf_counter() - t0, spent)
+    if workers is not None:
+        s["scheduler"], s["workers"] = args.scheduler, workers
     if args.json:
         print(json.dumps(_json_safe(s), indent=2, allow_nan=False))
     else:
@@ -439,6 +439,27 @@ def run(args):
         if args.output:
             print(f"wrote {counts.rows} rows to {args.output}")
     return 0
+
+
+def _run_here(sources, job):
+    """(source, rows, [result], Counts, read s, compute s) of each batch
+    of the files, in this process."""
+    for src in sources:
+        yield from run_batches(src, job)
+
+
+def run_batches(src, job, units=None):
+    """The same for the given units of one source (default: all)."""
+    batches = src.batches(job.columns, units)
+    while True:
+        t = time.perf_counter()
+        batch = next(batches, None)
+        read = time.perf_counter() - t
+        if batch is None:
+            return
+        t = time.perf_counter()
+        result, c = compute_batch(batch, job)
+        yield src, batch.data.num_rows, [result], c, read, time.perf_counter() - t
 
 
 def _empty_schema(job, source):
