@@ -49,13 +49,20 @@ for g in range(pf.num_row_groups):
 """
 
 
+PEAK_RSS = r"""
+import resource, subprocess, sys
+subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+"""
+
+
 def peak_rss(cmd):
-    """Peak resident memory (MiB) of one run of cmd (its own rusage)."""
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(p.pid, 0)
-    if status:
-        sys.exit(f"{' '.join(cmd)} failed (status {status})")
-    return usage.ru_maxrss / 1024
+    """Peak resident memory (MiB) of one run of cmd, started from a small
+    process (Linux carries a parent's high-water mark into a forked child)."""
+    r = subprocess.run([sys.executable, "-c", PEAK_RSS, *cmd], capture_output=True, text=True)
+    if r.returncode:
+        sys.exit(f"{' '.join(cmd)} failed:\n{r.stderr}")
+    return int(r.stdout) / 1024
 
 
 def main():

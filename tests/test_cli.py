@@ -344,3 +344,12 @@ def test_version_info_and_help():
     assert "code paths built" in out and "threads" in out
     rc, out, _ = klkit()
     assert "seq-kl" in out and "sample" in out
+
+
+def test_closed_stdout_stops_quietly(sample):
+    """`klkit seq-kl ... | head -1`: the reader goes away; no traceback."""
+    p = subprocess.Popen([sys.executable, "-m", "klkit", "seq-kl", str(sample), "--json"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=120) == 1 and "Traceback" not in err and "Exception" not in err, err

@@ -13,6 +13,7 @@ data) is one line on stderr and exit status 2, without a traceback unless
 """
 import argparse
 import importlib
+import os
 import sys
 
 #: subcommand name -> module of this package
@@ -64,3 +65,6 @@ def main(argv=None):
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:               # e.g. `klkit ... | head`: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1

@@ -15,9 +15,11 @@ Estimators (d = logp - ref, r = -d; Schulman, "Approximating KL
 divergence"): k1 = d, k2 = d^2 / 2, k3 = exp(r) - 1 - r (>= 0, computed
 without cancellation), abs = |d|; --clamp C limits d to [-C, C] first.
 
-Files are read a batch at a time (a Parquet row group, an Arrow record
-batch, a 16 MiB block of JSON), so memory stays within about two batches
-of the columns read, whatever the file's size.  A null list, and a
+Files are read a batch at a time (a slice of a Parquet row group of
+about half a million tokens, an Arrow record batch, a 16 MiB block of
+JSON), so memory is bounded by a batch of the columns read, not by the
+file (nor, for Parquet, by its row groups).  --scheduler runs the job on
+a Dask cluster, one task per row group, with the same output and summary.  A null list, and a
 sequence whose --mask is all False, is an empty sequence (n_tokens 0,
 estimate 0); empty sequences are counted, and left out of the
 distribution.
