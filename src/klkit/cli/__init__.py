@@ -16,7 +16,7 @@ import importlib
 import sys
 
 #: subcommand name -> module of this package
-SUBCOMMANDS = {"info": "info"}
+SUBCOMMANDS = {"info": "info", "demo": "demo"}
 
 
 class CliError(Exception):
