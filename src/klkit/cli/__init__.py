@@ -16,7 +16,7 @@ import importlib
 import sys
 
 #: subcommand name -> module of this package
-SUBCOMMANDS = {"info": "info", "demo": "demo"}
+SUBCOMMANDS = {"info": "info", "demo": "demo", "bench": "bench"}
 
 
 class CliError(Exception):
