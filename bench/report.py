@@ -62,11 +62,7 @@ import scipy
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _recipes as R  # noqa: E402  (shared with the pytest-benchmark suites)
 from _recipes import ml_dtypes, torch  # noqa: E402
-
-try:
-    import threadpoolctl
-except ImportError:
-    threadpoolctl = None
+from klkit._benchmarks import agrees, cpu_model, limit_threads, time_case  # noqa: E402
 
 
 def log(msg: str) -> None:
@@ -86,17 +82,6 @@ def cpu_flags() -> set[str] | None:
     except OSError:
         pass
     return None
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 # --------------------------------------------------------------------------
@@ -165,32 +150,6 @@ CASES = [
 # timing
 # --------------------------------------------------------------------------
 
-def sample_rows(r, stride_rows):
-    """A small float64 sample of a result, to compare implementations."""
-    if torch is not None and isinstance(r, torch.Tensor):
-        r = r.float().numpy() if r.dtype == torch.bfloat16 else r.numpy()
-    r = np.asarray(r)
-    if r.ndim >= 1 and r.shape[0] > 1:
-        r = r[::stride_rows]
-    return np.array(r, dtype=np.float64)
-
-
-def measure(fn, repeats, slow_s, stride_rows):
-    t0 = time.perf_counter()
-    r = fn()  # warm-up
-    warm = time.perf_counter() - t0
-    sample = sample_rows(r, stride_rows)
-    r = None
-    n = repeats if warm < slow_s else 3
-    ts = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        r = fn()
-        ts.append(time.perf_counter() - t0)
-        r = None  # freeing the result is not timed
-    return statistics.median(ts), n, sample, ts
-
-
 def paired_multiple(fn, floor_fns):
     """klkit's multiple of the floor as the median of PAIRS interleaved
     (floor, klkit) pairs of calls, with its range: a cross-check of the
@@ -207,17 +166,6 @@ def paired_multiple(fn, floor_fns):
         r = None
         ratios.append((t2 - t1) / (t1 - t0))
     return statistics.median(ratios), min(ratios), max(ratios)
-
-
-def agrees(a, b, dtype):
-    if a.shape != b.shape:
-        return False
-    rtol = {"float64": 1e-9, "float32": 2e-4, "bfloat16": 1e-2}[dtype]
-    fin = np.isfinite(b)
-    if not np.array_equal(fin, np.isfinite(a)):
-        return False
-    scale = np.max(np.abs(b[fin])) if fin.any() else 0.0
-    return bool(np.allclose(a[fin], b[fin], rtol=rtol, atol=rtol * scale))
 
 
 # --------------------------------------------------------------------------
@@ -264,23 +212,11 @@ def run_segment_cases(seg_cases, args, repeats):
         log(f"\n== {c.key}: {c.label} ({c.shape}{', quick' if args.quick else ''})")
         inputs = S.make_inputs(c.key, quick=args.quick)
         fns = S.implementations(c.key, inputs)
-        floor_ts = measure(fns["floor"], max(repeats, 11), 1e9, 1)[3]
-        row = dict(case=c, ms={}, bad=[])
-        samples = {}
-        for name in SEG_IMPLS:
-            if name not in fns:
-                continue
-            try:
-                t, n, smp, _ = measure(fns[name], repeats, args.slow, 1)
-            except Exception as exc:
-                log(f"   {name:8s} FAILED: {type(exc).__name__}: {exc}")
-                row["bad"].append(f"{name} raised {type(exc).__name__}")
-                continue
-            row["ms"][name] = t * 1e3
-            samples[name] = smp
-            log(f"   {name:8s} {t * 1e3:9.2f} ms  (median of {n})")
-        floor_ts += measure(fns["floor"], max(repeats, 11), 1e9, 1)[3]
-        row["floor"] = statistics.median(floor_ts) * 1e3
+        res = time_case(fns, [fns["floor"]], SEG_IMPLS, repeats, args.slow, 1, log)
+        row = dict(case=c, ms={k: t * 1e3 for k, t in res["times"].items()},
+                   bad=[f"{k} raised {type(e).__name__}" for k, e in res["errors"].items()])
+        samples = res["samples"]
+        row["floor"] = res["floor"] * 1e3
         log(f"   floor    {row['floor']:9.2f} ms (np.sum over the inputs, before and after)")
         ref = samples.get("numpy")
         if ref is not None:
@@ -370,21 +306,7 @@ def main(argv=None):
     avx512 = None if flags is None else ("avx512f" in flags)
 
     # ---- threads
-    thread_notes = []
-    if hasattr(kk, "set_num_threads"):
-        kk.set_num_threads(N)
-    else:
-        thread_notes.append("klkit has no set_num_threads yet (its default applies)")
-    if torch is not None:
-        torch.set_num_threads(N)
-    limiter = None
-    if threadpoolctl is not None:
-        limiter = threadpoolctl.threadpool_limits(limits=N)
-        pools = threadpoolctl.threadpool_info()
-        thread_notes.append("threadpoolctl: " + (", ".join(
-            f"{p['internal_api']}={p['num_threads']}" for p in pools) or "no pools found"))
-    else:
-        thread_notes.append("threadpoolctl not installed (BLAS pools not limited)")
+    thread_notes, restore_threads = limit_threads(N)
 
     # ---- environment
     env = [
@@ -450,30 +372,14 @@ def main(argv=None):
 
         # floor: np.max over each input, timed before and after the implementations
         # (median of both sets, against drift), summed over the inputs
-        floor_ts = [measure(R.floor_fn(x), max(repeats, 11), 1e9, stride_rows)[3] for x in xs]
-        log(f"   floor  {sum(map(statistics.median, floor_ts)) * 1e3:9.2f} ms (before)")
-
         impls = R.implementations(c.func, xs, out)
-        samples = {}
-        for name in IMPLS:
-            fn = impls.get(name)
-            if fn is None:
-                continue
-            try:
-                t, n, s, _ = measure(fn, repeats, args.slow, stride_rows)
-            except Exception as exc:  # report and go on: one broken impl must not hide the rest
-                log(f"   {name:6s} FAILED: {type(exc).__name__}: {exc}")
-                row["bad"].append(f"{name} raised {type(exc).__name__}")
-                continue
-            row["ms"][name] = t * 1e3
-            row["n"][name] = n
-            samples[name] = s
-            log(f"   {name:6s} {t * 1e3:9.2f} ms  (median of {n})")
-            gc.collect()
-        for x, ts in zip(xs, floor_ts):
-            ts += measure(R.floor_fn(x), max(repeats, 11), 1e9, stride_rows)[3]
-        floor = sum(map(statistics.median, floor_ts))
-        row["floor"] = floor
+        res = time_case(impls, [R.floor_fn(x) for x in xs], IMPLS, repeats, args.slow,
+                        stride_rows, log)
+        row["ms"] = {k: t * 1e3 for k, t in res["times"].items()}
+        row["n"] = res["counts"]
+        row["bad"] += [f"{k} raised {type(e).__name__}" for k, e in res["errors"].items()]
+        samples = res["samples"]
+        floor = row["floor"] = res["floor"]
         if "klkit" in impls and "klkit" in row["ms"]:
             row["paired"] = paired_multiple(impls["klkit"], [R.floor_fn(x) for x in xs])
             log(f"   klkit  {row['paired'][0]:7.2f}x floor in {PAIRS} interleaved pairs "
@@ -499,8 +405,7 @@ def main(argv=None):
         gc.collect()
 
     elapsed = time.perf_counter() - t_start
-    if limiter is not None:
-        limiter.restore_original_limits()
+    restore_threads()
 
     # ---- table
     print("## klkit benchmark: multiples of the np.max read floor (lower is better)\n")

@@ -24,8 +24,8 @@ tests/test_contracts.py then run on it from the registry):
 6. src/klkit/reference/dense.py: its NumPy twin (float64, plain formulas),
    named in that module's __all__.
 Then tests/test_dense.py (against the twin and scipy, mpmath cases in
-tests/test_accuracy.py) and, to time it, bench/_recipes.py and a case in
-bench/report.py.
+tests/test_accuracy.py) and, to time it, its recipes in src/klkit/_benchmarks.py
+and a case in bench/report.py.
 """
 import math
 

@@ -54,8 +54,9 @@ the contract tests run on it from the registry):
 6. src/klkit/reference/segments.py: its twin, named in that module's
    __all__.
 Then tests/test_segments.py (against the twin and a per-sequence loop
-written from the formula, layouts, empty segments) and, to time it,
-bench/bench_segments.py and a case in bench/report.py.
+written from the formula, layouts, empty segments) and, to time it, its
+recipes in src/klkit/_benchmarks.py and a case in bench/report.py and
+bench/bench_segments.py.
 """
 import math
 

@@ -17,7 +17,8 @@ import os
 import sys
 
 #: subcommand name -> module of this package
-SUBCOMMANDS = {"seq-kl": "seq_kl", "sample": "sample", "info": "info"}
+SUBCOMMANDS = {"seq-kl": "seq_kl", "sample": "sample", "demo": "demo", "info": "info",
+               "bench": "bench"}
 
 
 class CliError(Exception):
