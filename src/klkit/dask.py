@@ -181,6 +181,17 @@ def _piece_layout(chunks):
     return offsets, counts, where
 
 
+def _owned(a):
+    """a as the state entry points take it: contiguous and aligned (arrays
+    received from other workers may be neither; np.ascontiguousarray keeps
+    unaligned data), else a copy."""
+    if a.flags.c_contiguous and a.flags.aligned:
+        return a
+    out = np.empty(a.shape, a.dtype)
+    out[...] = a
+    return out
+
+
 def _kernel_states(kind, views, n_lead, prec, inv_t, op=None):
     """The states of the rows of the views (their first n_lead axes the batch):
     one record (kinds lse, entropy, kl) or float64 sum (kind "sum": op of
@@ -289,7 +300,7 @@ def _aggregate(S, axis=None, keepdims=False, *, kind, groups, inv_t, finish):
     row, and ``finish`` the folded states (n_rows,) into the result."""
     st = moved(S, axis)
     kept = st.shape[:S.ndim - len(axis)]
-    flat = np.ascontiguousarray(st.reshape(math.prod(kept), -1).T)
+    flat = _owned(st.reshape(math.prod(kept), -1).T)
     res = finish(_fold(kind, flat, groups, inv_t))
     if keepdims:
         return res.reshape([1 if i in axis else n for i, n in enumerate(S.shape)])
@@ -455,7 +466,7 @@ def _kl_check(rec, inv_t, eps):
     |b| u/(1+u)) / KL, a = A/W, b = B/W, u = a - b, exceeds KL_COND_MAX (the
     kernels' own row loop keeps the shift near the P-mean, b ~ 0, where it
     is ~1)."""
-    acc = np.ascontiguousarray(rec["st"])
+    acc = _owned(rec["st"])
     v = _state_values("kl", acc, inv_t, eps)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         a, b = acc["A"] / acc["W"], acc["B"] / acc["W"]
