@@ -451,3 +451,20 @@ def test_segment_argument_errors(parquet):
     with pytest.raises(TypeError, match="dask DataFrame"):
         kd.segment_sum(np.zeros(3), "logp")
     assert math.isnan(kd.segment_mean(df, "logp").compute().iloc[3])   # empty -> nan
+
+
+def test_readme_dask_example_runs(client):
+    """The README's Dask example (a ```py block: tests/test_readme.py runs
+    the ```python ones, which need no dask) runs as written."""
+    import pathlib
+    import re
+
+    readme = pathlib.Path(__file__).resolve().parent.parent / "README.md"
+    if not readme.exists():
+        pytest.skip("README.md not beside the tests")
+    pytest.importorskip("pyarrow")
+    section = readme.read_text().split("## Dask\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```py\n(.*?)```", section, re.S)
+    assert blocks
+    for block in blocks:
+        exec(compile(block, "README.md Dask example", "exec"), {})
