@@ -463,7 +463,8 @@ def test_readme_dask_example_runs(client):
     if not readme.exists():
         pytest.skip("README.md not beside the tests")
     pytest.importorskip("pyarrow")
-    section = readme.read_text().split("## Dask\n", 1)[1].split("\n## ", 1)[0]
+    section = readme.read_text().split("## Dask arrays and DataFrames", 1)[1]
+    section = section.split("\n## ", 1)[0]
     blocks = re.findall(r"```py\n(.*?)```", section, re.S)
     assert blocks
     for block in blocks:
