@@ -42,7 +42,7 @@ def _values(child, name):
     n, off = len(child), child.offset
     dt = value_dtype(child.type)
     if dt.kind == "b":
-        x = np.asarray(child.to_numpy(zero_copy_only=False), dtype=bool)
+        x = _bits(child.buffers()[1], off, n)
     elif n == 0:
         x = np.empty(0, dt)
     else:
@@ -50,17 +50,44 @@ def _values(child, name):
     return kernel_view(float_input(x, name))     # (a buffer may be unaligned: then a copy)
 
 
+# Arrow's buffers are read directly: Array.to_numpy would import pandas
+# (a second of start-up) the first time it is called.
+
+def _bits(buf, offset, n):
+    """Bits offset .. offset + n of an Arrow bitmap (LSB first) as bools."""
+    if n == 0:
+        return np.zeros(0, bool)
+    first, end = offset // 8, (offset + n + 7) // 8
+    bits = np.unpackbits(np.frombuffer(buf, np.uint8, end - first, first), bitorder="little")
+    return bits[offset % 8:offset % 8 + n].view(bool)
+
+
+def valid(a):
+    """The validity of an array's slots as a bool array."""
+    bitmap = a.buffers()[0]
+    return np.ones(len(a), bool) if bitmap is None else _bits(bitmap, a.offset, len(a))
+
+
+def offsets(a):
+    """The len(a) + 1 offsets of a (sliced) list array, int32 or int64."""
+    dt = np.dtype(np.int64 if pa.types.is_large_list(a.type) else np.int32)
+    buf = a.buffers()[1]
+    if buf is None or buf.size < (a.offset + len(a) + 1) * dt.itemsize:
+        return np.zeros(len(a) + 1, dt)   # an empty array may come without offsets
+    return np.frombuffer(buf, dt, len(a) + 1, a.offset * dt.itemsize)
+
+
 def part(a, name):
     """(values, starts, lens) of one ListArray / LargeListArray."""
     child = a.values                      # the whole child; a slice moves the offsets
-    off = a.offsets.to_numpy(zero_copy_only=False)
+    off = offsets(a)
     starts = off[:-1].astype(np.int64)
     lens = np.diff(off).astype(np.int64)
     if a.null_count:                      # a null list is empty (its slot may not be)
-        lens[~np.asarray(a.is_valid().to_numpy(zero_copy_only=False), dtype=bool)] = 0
+        lens[~valid(a)] = 0
     x = _values(child, name)
     if child.null_count and lens.size:
-        null = ~np.asarray(child.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+        null = ~valid(child)
         cum = np.concatenate([[0], np.cumsum(null, dtype=np.int64)])
         bad = np.flatnonzero(cum[starts + lens] - cum[starts])
         if bad.size:

@@ -17,6 +17,8 @@ import glob
 import itertools
 import json
 import os
+import queue
+import threading
 from typing import Iterator, NamedTuple
 
 try:
@@ -39,7 +41,7 @@ TOKENS_PER_BATCH = 1 << 19
 #: bytes read from a Parquet file at a time (pages are streamed)
 READ_BUFFER = 1 << 20
 #: result rows per row group (Parquet) or record batch (Arrow) written
-OUTPUT_ROWS = 1 << 17
+OUTPUT_ROWS = 1 << 16
 
 
 class SourceError(Exception):
@@ -160,6 +162,46 @@ class Source:
             reader = _open_ipc(self.path) if self.format == "arrow" else self._json()
             for i, b in enumerate(reader):
                 yield i, b.select(columns)
+
+
+def read_ahead(items, depth=2):
+    """The items of an iterator, read up to ``depth`` ahead by a background
+    thread, so that reading (pyarrow decodes without the GIL) overlaps the
+    caller's work on the previous item.  An exception of the iterator is
+    raised here, in its place; closing the generator stops the reader."""
+    q = queue.Queue(depth)
+    stop = threading.Event()
+    end = object()
+
+    def put(item):
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def reader():
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+            put((end, None))
+        except BaseException as exc:  # noqa: B036 - handed to the consumer
+            put((None, exc))
+
+    threading.Thread(target=reader, name="klkit-read-ahead", daemon=True).start()
+    try:
+        while True:
+            item, exc = q.get()
+            if exc is not None:
+                raise exc
+            if item is end:
+                return
+            yield item
+    finally:
+        stop.set()
 
 
 def _open_ipc(path):

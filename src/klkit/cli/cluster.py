@@ -16,10 +16,9 @@ have klkit installed and read the input files at the paths given.
 """
 import collections
 import logging
-import os
 
 from . import CliError
-from .seq_kl import Counts, run_batches
+from .seq_kl import Counts, cores, run_batches
 
 #: seconds to wait for a scheduler, and for its first worker
 CONNECT_TIMEOUT = 30
@@ -55,7 +54,7 @@ def _connect(spec, threads):
         raise CliError('--scheduler needs dask and distributed: pip install "klkit[dask]"') \
             from None
     if spec == "local" or spec.startswith("local:"):
-        count = spec[len("local:"):] if ":" in spec else str(os.cpu_count() or 1)
+        count = spec[len("local:"):] if ":" in spec else str(cores())
         if not count.isdigit() or int(count) < 1:
             raise CliError(f"--scheduler: expected local:N with N >= 1 workers, got {spec!r}")
         n = int(count)
@@ -63,7 +62,7 @@ def _connect(spec, threads):
                                host="127.0.0.1", dashboard_address=":0",
                                silence_logs=logging.ERROR)
         client = Client(cluster)
-        return client, cluster, threads or max(1, (os.cpu_count() or 1) // n)
+        return client, cluster, threads or max(1, cores() // n)
     if "://" not in spec:
         raise CliError(f"--scheduler: expected local, local:N or tcp://HOST:PORT, got {spec!r}")
     try:

@@ -65,8 +65,9 @@ def add_parser(sub, name):
     p.add_argument("--on-nan", choices=("propagate", "error"), default="propagate",
                    help="a NaN log-prob: propagate to its sequence and count it (default), "
                    "or stop with an error naming it")
-    p.add_argument("--threads", type=int, metavar="N", help="kernel threads (default: all; "
-                   "with --scheduler, per worker)")
+    p.add_argument("--threads", type=int, metavar="N", help="kernel threads (default: all "
+                   "cores but the two that decode the input, at least one; with --scheduler: "
+                   "per worker, default the cores over the workers)")
     p.add_argument("--scheduler", metavar="S", help="run on a Dask cluster: local (a "
                    "LocalCluster of one worker per core), local:N (N workers), or the address "
                    "of a running scheduler, tcp://HOST:PORT (its workers must read the input "
@@ -204,6 +205,28 @@ def _offsets(lens):
     return np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
 
 
+# Result columns are built from their buffers: pa.array would import pandas
+# (half a second) on its first call wherever pandas is installed.
+
+def _arrow_column(v):
+    """A 1-D int64 / float64 NumPy array as an Arrow array (no copy)."""
+    import pyarrow as pa
+
+    v = np.ascontiguousarray(v)
+    return pa.Array.from_buffers(pa.from_numpy_dtype(v.dtype), len(v), [None, pa.py_buffer(v)])
+
+
+def _repeated(text, n):
+    """An Arrow string array of n copies of text."""
+    import pyarrow as pa
+
+    b = text.encode()
+    small = n * len(b) < 2**31                # else 64-bit offsets
+    off = np.arange(n + 1, dtype=np.int32 if small else np.int64) * len(b)
+    return pa.Array.from_buffers(pa.string() if small else pa.large_string(), n,
+                                 [None, pa.py_buffer(off), pa.py_buffer(b * n)])
+
+
 def compute_batch(batch, job):
     """(result record batch, Counts) of one input batch."""
     import pyarrow as pa
@@ -247,16 +270,16 @@ def compute_batch(batch, job):
         with np.errstate(invalid="ignore"):
             counts.clamped = int(np.count_nonzero(
                 np.abs(a.astype(np.float64) - b.astype(np.float64)) > job.clamp))
-    columns = {"file": pa.array([batch.file] * n, pa.string()),
-               "row": pa.array(np.arange(batch.row0, batch.row0 + n, dtype=np.int64)),
-               "n_tokens": pa.array(nl)}
+    columns = {"file": _repeated(batch.file, n),
+               "row": _arrow_column(np.arange(batch.row0, batch.row0 + n, dtype=np.int64)),
+               "n_tokens": _arrow_column(nl)}
     for est in job.estimators:
         try:
             v = kk.seq_kl(a, b, offsets, estimator=est, reduce=job.reduce, clamp=job.clamp)
         except (ValueError, TypeError) as exc:
             raise CliError(f"{batch.file}, batch {batch.index}: {exc}") from None
         v = np.asarray(v, dtype=np.float64)  # one output type whatever the input's
-        columns[est] = pa.array(v)
+        columns[est] = _arrow_column(v)
         keep = v[~empty]
         counts.nan = max(counts.nan, int(np.count_nonzero(np.isnan(keep))))
         counts.values[est].append(keep)
@@ -377,10 +400,12 @@ def run(args):
         paths = [sample_path()]
         print(f"klkit seq-kl: no PATH given: running on the sample file shipped with klkit "
               f"({paths[0]})", file=sys.stderr)
-    if args.threads is not None:
-        if args.threads < 1:
-            raise CliError(f"--threads: expected a count >= 1, got {args.threads}")
-        kk.set_num_threads(args.threads)
+    if args.threads is not None and args.threads < 1:
+        raise CliError(f"--threads: expected a count >= 1, got {args.threads}")
+    if not args.scheduler:
+        # pyarrow decodes the next batch (a thread per column) while the
+        # kernels compute this one: by default they leave it two cores
+        kk.set_num_threads(args.threads or max(1, cores() - 2))
     try:
         sources = [io.Source(f) for f in io.expand(paths)]
         writer = io.ResultWriter(args.output) if args.output else None
@@ -443,6 +468,14 @@ def run(args):
     return 0
 
 
+def cores():
+    """The cores this process may run on."""
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+        os.cpu_count() or 1)
+
+
 def _run_here(sources, job):
     """(source, rows, [result], Counts, read s, compute s) of each batch
     of the files, in this process."""
@@ -451,8 +484,12 @@ def _run_here(sources, job):
 
 
 def run_batches(src, job, units=None):
-    """The same for the given units of one source (default: all)."""
-    batches = src.batches(job.columns, units)
+    """The same for the given units of one source (default: all); the next
+    batch is read while this one is computed (read s: the time spent
+    waiting for it)."""
+    from .. import io
+
+    batches = io.read_ahead(src.batches(job.columns, units))
     while True:
         t = time.perf_counter()
         batch = next(batches, None)
