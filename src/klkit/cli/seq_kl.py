@@ -321,6 +321,9 @@ def print_summary(s, stream):
              f"{s['nan_sequences']} with NaN), {s['tokens']} tokens, {s['seconds']:.2f} s "
              f"(reading {s['read_seconds']:.2f}, computing {s['compute_seconds']:.2f}, "
              f"writing {s['write_seconds']:.2f})"]
+    if "workers" in s:
+        lines.append(f"on {s['workers']} Dask workers ({s['scheduler']}); reading and "
+                     "computing: seconds summed over the workers")
     if s["clamp"] is not None:
         lines.append(f"clamped tokens: {s['clamped_tokens']}")
     heads = ["estimator", "mean", "std", "min", "p50", "p90", "p99", "max"]
