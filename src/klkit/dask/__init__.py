@@ -25,13 +25,13 @@ kinds:
   piece, so the row is cut where the kernels cut it, not at the chunk
   boundaries.  Each block's task computes the pieces that lie inside it;
   a piece across a chunk boundary gets a task of its own, which receives
-  only that piece's elements of the blocks it spans (less than 2048 per
-  row and boundary).  Chunk boundaries at multiples of 2048 need no such
-  task.  Then:
+  only that piece's elements of the blocks it spans (at most 2048 per row
+  and boundary).  Chunk boundaries at multiples of 2048 need no such task.
+  Then:
 
   - logsumexp, entropy and cross_entropy (kinds logits and probs): a tree
     reduction of the pieces' reduction states (log-sum-exp, entropy,
-    cross-entropy; a few dozen bytes per piece and row).  The tree only
+    cross-entropy; 16 to 40 bytes per piece and row).  The tree only
     concatenates them; its last task folds them left to right, in row
     order, with the kernels' own combine (as the kernels fold the tiles
     of a logsumexp row longer than 65536).
@@ -39,8 +39,8 @@ kinds:
     the kernels write each block from its rows' states (the output has
     the input's chunks).
   - kind="logprobs" (entropy, cross_entropy, kl_div): the same tree over
-    the kernels' sums of 256-element pieces, added in row order as the
-    kernels add them.
+    the kernels' sums of 256-element pieces (8 bytes each), added in row
+    order from 0 as the kernels add them.
   - kl_div from logits and probs: the kernels' KL loop takes each piece's
     shift from the row before it, so no state of a piece alone gives its
     bits; the loop's carry is handed from piece to piece instead.  The
@@ -57,10 +57,12 @@ kinds:
 
   The fold's order is the row's, so the results do not depend on the
   tree's fan-in (``split_every``), the scheduler or the number of workers.
-  Measured (tests/test_dask.py, and over 6 seeds of adversarial rows: -inf,
-  NaN, +inf, all -inf, tiny, huge, one-hot, cancelling; every dtype;
-  temperatures 0.4, 0.7, 1, 2.5; chunks on and off the 2048 grid, uneven,
-  of one element, shorter than 2048): every result byte equal to klkit's.
+  Measured by tests/test_dask.py (on a distributed cluster) and
+  bench/dask_bits.py (adversarial rows: -inf, NaN, +inf, all -inf, tiny,
+  huge, one-hot, cancelling; every dtype; temperatures 0.4, 0.7, 1, 2.5;
+  kinds logits, logprobs, probs; chunks on and off the 2048 grid, uneven,
+  of one element, shorter than 2048; random shapes, cuts and axes): every
+  result byte equal to klkit's.
 * Rechunked into one chunk along the reduced axes, then klkit per block
   (bit for bit): js_div (it has no state), logsumexp with ``b`` or
   ``return_sign``, complex input, temperatures beyond the kernels' range
