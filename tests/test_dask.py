@@ -1,10 +1,12 @@
 """klkit.dask against klkit on the computed arrays, on a real distributed
 cluster (two worker processes on loopback, started once for the module).
 
-Bit for bit where the reduced axes are one chunk, and for logsumexp /
-log_softmax / entropy where the chunk boundaries of the one split axis are
-multiples of 2048 (the kernels' own pieces); elsewhere within the ulps /
-the KL bound the module docstring states (measured; see each test).
+klkit's bits everywhere: with the reduced axes in one chunk (klkit per
+block), and with the class axis split anywhere (on the kernels' 2048 grid or
+off it, unevenly, in 1-element chunks), for every input dtype, adversarial
+rows (special values, huge, tiny, cancelling), temperatures and kinds.
+Where bits differ, the message gives the distance in ulps of klkit's
+result.
 """
 import math
 import subprocess
@@ -26,7 +28,6 @@ DTYPES = [np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)] + \
     ([BFLOAT16] if BFLOAT16 is not None else [])
 IDS = [d.name for d in DTYPES]
 CHUNK = 2048
-NO_FMA = kk._kernels.build_info()["isa"] == "base"
 
 
 @pytest.fixture(scope="module")
@@ -41,24 +42,30 @@ def compute(*xs):
     return dask.compute(*xs)
 
 
-def bits(got, expected):
-    got, expected = np.asarray(got), np.asarray(expected)
-    assert got.dtype == expected.dtype and got.shape == expected.shape
-    assert got.tobytes() == expected.tobytes()
-
-
-def ulps(got, expected, scale=None):
+def ulps(got, expected):
     """Largest |got - expected| in ulps of expected's dtype at |expected|
-    (or at ``scale``); equal values and NaN pairs count 0."""
+    (klkit's result); equal values and NaN pairs count 0, a NaN against a
+    number or infinities that differ count inf."""
     got, expected = np.asarray(got), np.asarray(expected)
-    assert got.dtype == expected.dtype and got.shape == expected.shape
     g, e = got.astype(np.float64), expected.astype(np.float64)
-    ref = np.abs(e) if scale is None else np.asarray(scale, np.float64)
-    sp = np.spacing(np.minimum(ref, float(np.finfo(expected.dtype).max) / 2).astype(expected.dtype))
+    big = float(np.finfo(expected.dtype).max)
     same = (g == e) | (np.isnan(g) & np.isnan(e))
-    with np.errstate(invalid="ignore"):
-        d = np.where(same, 0.0, np.abs(g - e) / sp.astype(np.float64))
+    with np.errstate(invalid="ignore", over="ignore"):
+        sp = np.spacing(np.minimum(np.abs(e), big).astype(expected.dtype)).astype(np.float64)
+        d = np.where(same, 0.0, np.abs(g - e) / sp)
+    d = np.where(np.isnan(d), np.inf, d)
     return float(d.max()) if d.size else 0.0
+
+
+def assert_bits(got, expected, what=""):
+    """got is klkit's result: dtype, shape and every byte (NaN, -0.0); the
+    ulp distance in the message where it is not."""
+    got, expected = np.asarray(got), np.asarray(expected)
+    assert got.dtype == expected.dtype and got.shape == expected.shape, what
+    assert got.tobytes() == expected.tobytes(), f"{what}: {ulps(got, expected)} ulp from klkit"
+
+
+bits = assert_bits
 
 
 def logits(shape, dtype, seed, scale=3.0, special=True):
@@ -162,203 +169,235 @@ def test_logsumexp_weights_sign_complex_and_js_rechunk(client):
 
 
 # --------------------------------------------------------------------------
-# a split class axis: trees of the kernels' states
+# a split class axis: the kernels' own pieces, their states folded in order
 # --------------------------------------------------------------------------
 
+def adversarial(n, seed):
+    """float64 logits, one kind of row each: normal, -inf entries, all -inf,
+    NaN, +inf, every third -inf, tiny (1e-30: all but equal), a result
+    that cancels its maximum (logsumexp -0.00025 from m = -0.5: its ulps
+    are far smaller than the maximum's), huge (1e20; 3e4 for float16),
+    one-hot, wide (scale 30)."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0, 3, (11, n))
+    x[1, 5] = -np.inf
+    x[2] = -np.inf
+    x[3, 7] = np.nan
+    x[4, 9] = np.inf
+    x[5, ::3] = -np.inf
+    x[6] *= 1e-30
+    x[7] = -40.0
+    x[7, 0] = -0.5
+    x[7, 1:41] = np.linspace(-4.75, -4.5, 40)
+    x[8] += 1e20
+    x[9] = 0.0
+    x[9, n // 2] = 40.0
+    x[10] *= 10
+    return x
+
+
+def as_dtype(x64, dtype):
+    """x64 in dtype (huge rows at float16's scale: 3e4)."""
+    x = x64.copy()
+    if dtype == np.float16:
+        x[8] -= 1e20 - 3e4
+    return x.astype(dtype)
+
+
+#: chunkings of the class axis of length n: on the kernels' 2048 grid and
+#: off it, uneven, with a 1-element chunk, chunks shorter than a kernel chunk
+def chunkings(n):
+    return [("grid", CHUNK), ("grid-uneven", (2 * CHUNK, CHUNK, n - 3 * CHUNK)),
+            ("anywhere", cuts(n, 4, seed=n)), ("one-element", (1, 2046, 1, n - 2048)),
+            ("short", 700)]
+
+
+SPLIT_N = 3 * CHUNK + 700
+
+
+@pytest.mark.parametrize("name", [c for c, _ in chunkings(SPLIT_N)])
 @pytest.mark.parametrize("dtype", DTYPES, ids=IDS)
-def test_split_at_multiples_of_2048_gives_klkit_bits(client, dtype):
-    """The pieces are the kernels' own chunks and the fold is theirs:
-    logsumexp, log_softmax and entropy bit for bit; softmax within 2 ulp
-    (its exp is NumPy's).  The class axis in the middle, the others chunked."""
-    n = 3 * CHUNK + 700
-    x = np.moveaxis(logits((2, 6, n), dtype, seed=5), 2, 1)          # (2, n, 6), axis 1
-    X = da.from_array(x, chunks=(1, (CHUNK, 2 * CHUNK, n - 3 * CHUNK), 4))
-    lazy = [kd.logsumexp(X, axis=1), kd.log_softmax(X, axis=1), kd.entropy(X, axis=1),
-            kd.entropy(X, axis=1, temperature=0.6, base=2), kd.softmax(X, axis=1)]
-    got = compute(*lazy)
-    bits(got[0], kk.logsumexp(x, axis=1))
-    bits(got[1], kk.log_softmax(x, axis=1))
-    bits(got[2], kk.entropy(x, axis=1))
-    bits(got[3], kk.entropy(x, axis=1, temperature=0.6, base=2))
-    assert ulps(got[4], kk.softmax(x, axis=1)) <= 2
+def test_split_class_axis_gives_klkit_bits(client, dtype, name):
+    """Every dense function, temperatures 0.4 / 1 / 2.5 / 0.7 (not a float),
+    kinds logits / logprobs / probs, over the adversarial rows, q near p or
+    far from it (P > 0 = Q, NaN in q), rows chunked too: klkit's bits."""
+    n = SPLIT_N
+    chunks = dict(chunkings(n))[name]
+    x64 = adversarial(n, seed=5)
+    gap = np.random.default_rng(6).choice([1e-6, 0.3, 3.0], size=(11, 1))
+    q64 = x64 + np.random.default_rng(7).normal(0, 1, x64.shape) * gap
+    q64[10, 13] = -np.inf
+    q64[3, 8] = np.nan
+    x, q = as_dtype(x64, dtype), as_dtype(q64, dtype)
+    lp = kk.log_softmax(x, axis=1).astype(dtype)
+    lq = kk.log_softmax(q, axis=1).astype(dtype)
+    pr = np.exp(lp.astype(np.float64)).astype(dtype)
+    qr = np.exp(lq.astype(np.float64)).astype(dtype)
+
+    def D(a):
+        return da.from_array(a, chunks=(6, chunks))
+    cases = [("logsumexp", (x,), dict(axis=1)), ("softmax", (x,), dict(axis=1)),
+             ("log_softmax", (x,), dict(axis=1)), ("logsumexp", (x,), dict(axis=1, keepdims=True))]
+    for t in (0.4, 1.0, 2.5, 0.7):
+        cases += [("entropy", (x,), dict(temperature=t)),
+                  ("cross_entropy", (x, q), dict(temperature=t)),
+                  ("kl_div", (x, q), dict(temperature=t, base=2))]
+    for f in ("entropy", "cross_entropy", "kl_div"):
+        cases += [(f, (lp, lq)[:1 if f == "entropy" else 2], dict(kind="logprobs")),
+                  (f, (pr, qr)[:1 if f == "entropy" else 2], dict(kind="probs"))]
+    lazy = [getattr(kd, f)(*[D(a) for a in args], **kw) for f, args, kw in cases]
+    for (f, args, kw), got in zip(cases, compute(*lazy)):
+        assert_bits(got, getattr(kk, f)(*args, **kw), f"{f} {kw}")
 
 
-def test_long_rows_split_at_multiples_of_2048_give_klkit_bits(client):
-    """Rows longer than the kernels' TILE (65536): their TILE pieces folded
-    as the kernels fold them."""
+@pytest.mark.parametrize("dtype", [np.dtype(np.float32), np.dtype(np.float64)],
+                         ids=["float32", "float64"])
+def test_class_axis_in_one_element_chunks(client, dtype):
+    """Every kernel chunk a seam across many blocks; the class axis first
+    (axis 0), and 1-D input in chunks of 37."""
+    x = np.moveaxis(as_dtype(adversarial(300, seed=8)[:8], dtype), 1, 0)      # (300, 8)
+    q = near(x.T, 0.5, seed=9).T
+    X, Q = da.from_array(x, chunks=(1, 8)), da.from_array(q, chunks=(1, 8))
+    v = x[:, 0].copy()
+    V = da.from_array(v, chunks=37)
+    got = compute(kd.logsumexp(X, axis=0), kd.softmax(X, axis=0), kd.entropy(X, axis=0),
+                  kd.kl_div(X, Q, axis=0, temperature=0.7), kd.cross_entropy(X, Q, axis=0),
+                  kd.kl_div(V, V[::-1]), kd.log_softmax(V))
+    assert_bits(got[0], kk.logsumexp(x, axis=0))
+    assert_bits(got[1], kk.softmax(x, axis=0))
+    assert_bits(got[2], kk.entropy(x, axis=0))
+    assert_bits(got[3], kk.kl_div(x, q, axis=0, temperature=0.7))
+    assert_bits(got[4], kk.cross_entropy(x, q, axis=0))
+    assert_bits(got[5], np.asarray(kk.kl_div(v, v[::-1])))
+    assert_bits(got[6], kk.log_softmax(v))
+
+
+def test_long_rows_give_klkit_bits(client):
+    """Rows longer than the kernels' TILE (65536): logsumexp folds its TILE
+    pieces as the kernels do, softmax and entropy the whole row; chunk
+    boundaries on the grid and off it."""
     n = (1 << 16) + 5000
     x = logits((6, n), np.float32, seed=6)
-    X = da.from_array(x, chunks=(3, 9 * CHUNK))
-    got = compute(kd.logsumexp(X, axis=1), kd.log_softmax(X, axis=1), kd.entropy(X))
-    bits(got[0], kk.logsumexp(x, axis=1))
-    bits(got[1], kk.log_softmax(x, axis=1))
-    bits(got[2], kk.entropy(x))
+    for chunks in (9 * CHUNK, 10000):
+        X = da.from_array(x, chunks=(3, chunks))
+        got = compute(kd.logsumexp(X, axis=1), kd.softmax(X, axis=1), kd.entropy(X))
+        assert_bits(got[0], kk.logsumexp(x, axis=1))
+        assert_bits(got[1], kk.softmax(x, axis=1))
+        assert_bits(got[2], kk.entropy(x))
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=IDS)
-def test_split_anywhere_within_ulps(client, dtype):
-    """Chunk boundaries anywhere: a kernel chunk cut in two gives two states.
-    Measured over 12 seeds x 4 dtypes: logsumexp <= 1 ulp, log_softmax and
-    entropy <= 2 (float64 entropy at temperature 0.6: 4), softmax <= 3 (5
-    for float64, the rounding of the folded sum in 1 / (1 + s))."""
-    n = 9000
-    x = logits((8, n), dtype, seed=7)
-    X = da.from_array(x, chunks=(4, cuts(n, 4, seed=8)))
-    got = compute(kd.logsumexp(X, axis=1), kd.log_softmax(X, axis=1), kd.entropy(X),
-                  kd.entropy(X, temperature=0.6), kd.softmax(X, axis=1))
-    f64 = dtype == np.float64
-    assert ulps(got[0], kk.logsumexp(x, axis=1)) <= 2
-    assert ulps(got[1], kk.log_softmax(x, axis=1)) <= 2
-    assert ulps(got[2], kk.entropy(x)) <= (4 if f64 and NO_FMA else 2)
-    assert ulps(got[3], kk.entropy(x, temperature=0.6)) <= (4 if f64 else 2)
-    assert ulps(got[4], kk.softmax(x, axis=1)) <= (5 if f64 else 3)
-
-
-def test_several_axes_keepdims_and_axis_none(client):
-    """One state per block over several reduced axes.  The error is in ulps
-    of |m| + log1p(s) (klkit's own measure: the two cancel where the result
-    is much smaller than the maximum m)."""
-    x = logits((6, 5000), np.float32, seed=9, special=False)
+@pytest.mark.parametrize("dtype", [np.dtype(np.float32), np.dtype(np.float64)],
+                         ids=["float32", "float64"])
+def test_several_axes_keepdims_and_axis_none(client, dtype):
+    """Over several reduced axes the row is their C-order flattening: the
+    first one's chunks are cut at the kernels' pieces of it, the others
+    rechunked whole.  klkit's bits, cancelling rows included."""
+    x = logits((6, 5000), dtype, seed=9)
+    x[2] = -np.inf
     X = da.from_array(x, chunks=(4, 2048))
-    x3 = logits((4, 300, 7), np.float64, seed=10, special=False)
+    x3 = logits((4, 300, 7), dtype, seed=10, special=False)
+    x3[1, :, 0] = np.linspace(-40, -0.05, 300)
     X3 = da.from_array(x3, chunks=(2, 100, 3))
     cases = [(X, x, dict(axis=None)), (X, x, dict(axis=None, keepdims=True)),
              (X, x, dict(axis=(0, 1))), (X, x, dict(axis=0)), (X, x, dict(axis=0, keepdims=True)),
-             (X3, x3, dict(axis=(0, 2))), (X3, x3, dict(axis=(1, 2), keepdims=True))]
+             (X3, x3, dict(axis=(0, 2))), (X3, x3, dict(axis=(1, 2), keepdims=True)),
+             (X3, x3, dict(axis=(0, 1)))]
     got = compute(*[kd.logsumexp(A, **kw) for A, _, kw in cases],
                   kd.log_softmax(X, axis=None), kd.softmax(X, axis=0),
-                  kd.log_softmax(X3, axis=(0, 1)))
+                  kd.log_softmax(X3, axis=(0, 1)), kd.softmax(X3, axis=(0, 2)))
     for g, (_, a, kw) in zip(got, cases):
-        e = kk.logsumexp(a, **kw)
-        m = np.max(a, axis=kw["axis"], keepdims=kw.get("keepdims", False))
-        assert g.shape == e.shape
-        assert ulps(g, e, scale=np.abs(m) + np.abs(e - m)) <= 2, kw
-    lsm = kk.log_softmax(x, axis=None)
-    assert ulps(got[-3], lsm, scale=np.abs(lsm) + 1) <= 2
-    assert ulps(got[-2], kk.softmax(x, axis=0)) <= 3
-    lsm3 = kk.log_softmax(x3, axis=(0, 1))
-    assert ulps(got[-1], lsm3, scale=np.abs(lsm3) + 1) <= 2
+        assert_bits(g, kk.logsumexp(a, **kw), kw)
+    assert_bits(got[-4], kk.log_softmax(x, axis=None))
+    assert_bits(got[-3], kk.softmax(x, axis=0))
+    assert_bits(got[-2], kk.log_softmax(x3, axis=(0, 1)))
+    assert_bits(got[-1], kk.softmax(x3, axis=(0, 2)))
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
-def test_kl_and_cross_entropy_within_the_kernels_bound(client, dtype):
-    """As tests/test_states.py: KL within 4e-7 (float32) / 1e-14 (float64)
-    relative of klkit's, for logit differences up to 3 at temperatures 1 and
-    2.5; measured <= 2.9e-7 / 1.6e-15.  Special rows (P > 0 = Q: +inf; NaN;
-    all -inf; P = 0 over a whole block) as klkit."""
+def test_kl_special_rows_and_rows_computed_whole(client):
+    """KL: P > 0 = Q (+inf), NaN, all -inf, P = 0 over whole blocks (Q's
+    mass there joins at the end); rows whose logits are too large for the
+    sums (1e20 against 3) are summed by klkit over the whole row.  klkit's
+    bits."""
     n = 4 * CHUNK + 123
-    rtol = 4e-7 if dtype == np.float32 else 1e-14
-    lazy, expected = [], []
-    aligned = (2 * CHUNK, CHUNK, n - 3 * CHUNK)
-    for seed, (gap, chunks, t, lead_q) in enumerate([(1e-6, cuts(n, 4, 1), 1.0, 4),
-                                                     (0.3, aligned, 2.5, 4),
-                                                     (3.0, cuts(n, 3, 2), 1.0, 3)]):
-        p = logits((8, n), dtype, seed=20 + seed)
-        q = near(p, gap, seed=30 + seed)
-        p[6, :CHUNK + 100] = -np.inf                   # P = 0 over the first block
-        q[7, 11] = -np.inf                             # P > 0 = Q: +inf
-        P, Q = da.from_array(p, chunks=(4, chunks)), da.from_array(q, chunks=(lead_q, chunks))
-        lazy += [kd.kl_div(P, Q, temperature=t), kd.cross_entropy(P, Q, temperature=t)]
-        expected += [kk.kl_div(p, q, temperature=t), kk.cross_entropy(p, q, temperature=t)]
-    for g, e in zip(compute(*lazy), expected):
-        assert g.dtype == e.dtype
-        np.testing.assert_array_equal(np.isnan(g), np.isnan(e))
-        np.testing.assert_array_equal(np.isinf(g), np.isinf(e))
-        np.testing.assert_allclose(g, e, rtol=rtol, atol=0)
-
-
-def test_kl_rows_that_need_the_whole_row_are_recomputed(client):
-    """Rows whose states cannot give KL to the bound are recomputed whole by
-    klkit (its bits): huge logits (the sums are not usable), and rows whose
-    log-ratios spread so far (temperature 0.3, differences of 3: ~10 nats)
-    that the fold moves sums between distant shifts."""
-    p = np.array([[1e20, 0.0, 3.0] * 1500, [0.0, 1.0, 2.0] * 1500])
-    q = np.array([[3.0, 1.0, 1e20] * 1500, [0.5, 1.0, 2.0] * 1500])
-    P, Q = da.from_array(p, chunks=(1, 1000)), da.from_array(q, chunks=(2, 700))
-    w = logits((6, 9000), np.float64, seed=40, special=False)
-    v = near(w, 3.0, seed=41)
-    W, V = da.from_array(w, chunks=(3, 2000)), da.from_array(v, chunks=(3, 2000))
-    got = compute(kd.kl_div(P, Q), kd.cross_entropy(P, Q), kd.kl_div(W, V, temperature=0.3),
-                  kd.cross_entropy(W, V, temperature=0.3))
-    for g, e in zip(got[:2], (kk.kl_div(p, q), kk.cross_entropy(p, q))):
-        bits(g[0], e[0])                               # recomputed: klkit's bits
-        np.testing.assert_allclose(g[1], e[1], rtol=1e-14, atol=0)   # an ordinary row
-    bits(got[2], kk.kl_div(w, v, temperature=0.3))
-    bits(got[3], kk.cross_entropy(w, v, temperature=0.3))
-
-
-@pytest.mark.parametrize("dtype", DTYPES, ids=IDS)
-def test_logprobs_and_probs(client, dtype):
-    """logprobs: the blocks' sums added (<= 1 ulp for 16/32-bit input,
-    <= 5 ulp measured for float64: rel 2e-15 allowed); probs: log p per
-    block then the logits path (entropy bits at multiples of 2048)."""
-    n = 7000
-    x = logits((6, n), np.float64, seed=50, special=False)
-    lp = kk.log_softmax(x, axis=1).astype(dtype)
-    lq = kk.log_softmax(near(x, 0.5, seed=51), axis=1).astype(dtype)
-    pr, qr = np.exp(lp.astype(np.float64)).astype(dtype), np.exp(lq.astype(np.float64)).astype(dtype)
-    ch = (4, cuts(n, 3, seed=52))
-    LP, LQ = da.from_array(lp, chunks=ch), da.from_array(lq, chunks=ch)
-    PR = da.from_array(pr, chunks=(3, (2 * CHUNK, n - 2 * CHUNK)))
-    QR = da.from_array(qr, chunks=(3, (2 * CHUNK, n - 2 * CHUNK)))
-    got = compute(kd.kl_div(LP, LQ, kind="logprobs"), kd.entropy(LP, kind="logprobs"),
-                  kd.cross_entropy(LP, LQ, kind="logprobs", base=2),
-                  kd.entropy(PR, kind="probs"), kd.kl_div(PR, QR, kind="probs"),
-                  kd.cross_entropy(PR, QR, kind="probs"))
-    rtol = 2e-15 if dtype == np.float64 else 2.5e-7
-    for g, e in zip(got[:3], [kk.kl_div(lp, lq, kind="logprobs"), kk.entropy(lp, kind="logprobs"),
-                              kk.cross_entropy(lp, lq, kind="logprobs", base=2)]):
-        assert g.dtype == e.dtype
-        np.testing.assert_allclose(g, e, rtol=rtol, atol=0)
-    bits(got[3], kk.entropy(pr, kind="probs"))
-    rtol = 1e-14 if dtype == np.float64 else 4e-7
-    np.testing.assert_allclose(got[4], kk.kl_div(pr, qr, kind="probs"), rtol=rtol, atol=0)
-    np.testing.assert_allclose(got[5], kk.cross_entropy(pr, qr, kind="probs"), rtol=rtol, atol=0)
+    p = logits((8, n), np.float64, seed=20)
+    q = near(p, 0.3, seed=21)
+    p[6, :CHUNK + 100] = -np.inf                   # P = 0 over the first block
+    q[7, 11] = -np.inf                             # P > 0 = Q: +inf
+    p[0, ::7] = 1e20
+    q[0, 3::7] = 1e20
+    p32, q32 = p.astype(np.float32), q.astype(np.float32)
+    lazy = []
+    for a, b in ((p, q), (p32, q32)):
+        for chunks in ((2 * CHUNK, CHUNK, n - 3 * CHUNK), cuts(n, 3, 2), 1000):
+            A, B = da.from_array(a, chunks=(4, chunks)), da.from_array(b, chunks=(3, chunks))
+            lazy += [kd.kl_div(A, B), kd.kl_div(A, B, temperature=0.4),
+                     kd.cross_entropy(A, B, temperature=2.5)]
+    got = compute(*lazy)
+    i = 0
+    for a, b in ((p, q), (p32, q32)):
+        for _ in range(3):
+            assert_bits(got[i], kk.kl_div(a, b))
+            assert_bits(got[i + 1], kk.kl_div(a, b, temperature=0.4))
+            assert_bits(got[i + 2], kk.cross_entropy(a, b, temperature=2.5))
+            i += 3
 
 
 def test_broadcasting_scalars_integers_and_edge_shapes(client):
     """q broadcast from (V,) or a Python scalar (weak, as in klkit: float16
     logits with a float q stay float16), integer input (float64), 0-d input,
-    an empty class axis, a temperature beyond the kernels' range (klkit's
-    NumPy twin per block)."""
+    an empty class axis, no rows, a temperature beyond the kernels' range
+    (klkit's NumPy twin per block)."""
     x16 = logits((6, 5000), np.float16, seed=60, special=False)
     qv = np.random.default_rng(61).normal(size=5000).astype(np.float32)
     P1, P2 = da.from_array(x16, chunks=(3, -1)), da.from_array(x16, chunks=(3, 2048))
     xi = np.random.default_rng(62).integers(-5, 5, (4, 5000))
     xf = logits((6, 3000), np.float64, seed=63, special=False)
     e0 = np.zeros((3, 0), np.float32)
+    r0 = np.zeros((0, 5000), np.float32)
+    R0 = da.from_array(r0, chunks=(1, 1500))
     got = compute(kd.kl_div(P1, qv), kd.kl_div(P2, da.from_array(qv, chunks=1000)),
                   kd.cross_entropy(P1, 0.25), kd.kl_div(P2, 0.5, kind="logprobs"),
                   kd.logsumexp(da.from_array(xi, chunks=(2, 2048)), axis=1),
                   kd.logsumexp(da.from_array(np.float32(3.0))),
                   kd.logsumexp(da.from_array(e0), axis=1), kd.entropy(da.from_array(e0)),
-                  kd.entropy(da.from_array(xf, chunks=(3, 1000)), temperature=1e-308))
+                  kd.entropy(da.from_array(xf, chunks=(3, 1000)), temperature=1e-308),
+                  kd.cross_entropy(P2, da.from_array(qv, chunks=1000), temperature=0.7),
+                  kd.logsumexp(R0, axis=1), kd.kl_div(R0, R0), kd.softmax(R0, axis=1))
     bits(got[0], kk.kl_div(x16, qv))
-    np.testing.assert_allclose(got[1], kk.kl_div(x16, qv), rtol=4e-7)
+    bits(got[1], kk.kl_div(x16, qv))
     bits(got[2], kk.cross_entropy(x16, 0.25))
-    np.testing.assert_allclose(got[3], kk.kl_div(x16, 0.5, kind="logprobs"), rtol=2.5e-7)
+    bits(got[3], kk.kl_div(x16, 0.5, kind="logprobs"))
     assert got[3].dtype == np.float32
     bits(got[4], kk.logsumexp(xi, axis=1))
     bits(got[5], np.asarray(kk.logsumexp(np.float32(3.0))))
     bits(got[6], kk.logsumexp(e0, axis=1))
     bits(got[7], kk.entropy(e0))
     bits(got[8], kk.entropy(xf, temperature=1e-308))
+    bits(got[9], kk.cross_entropy(x16, qv, temperature=0.7))
+    bits(got[10], kk.logsumexp(r0, axis=1))
+    bits(got[11], kk.kl_div(r0, r0))
+    bits(got[12], kk.softmax(r0, axis=1))
 
 
-def test_the_tree_shape_does_not_change_the_bits(client):
-    """The tree only concatenates states; the last task folds them in chunk
-    order, so split_every (the tree's fan-in) changes nothing."""
+def test_neither_tree_shape_nor_scheduler_changes_the_bits(client):
+    """The tree only concatenates states and the last task folds them in
+    row order; KL's carry goes block after block: split_every, the
+    scheduler (the cluster's two processes, threads, one thread) change
+    nothing."""
     x = logits((6, 12000), np.float64, seed=70)
     q = near(x, 0.3, seed=71)
     X, Q = da.from_array(x, chunks=(3, 1500)), da.from_array(q, chunks=(3, 1500))
-    runs = []
+    expected = [kk.logsumexp(x, axis=1), kk.entropy(x), kk.kl_div(x, q), kk.softmax(x, axis=1),
+                kk.cross_entropy(x, q, kind="logprobs")]
     for every in (2, 32):
-        with dask.config.set(split_every=every):
-            runs.append(compute(kd.logsumexp(X, axis=1), kd.entropy(X), kd.kl_div(X, Q),
-                                kd.softmax(X, axis=1)))
-    for run in runs[1:]:
-        for a, b in zip(runs[0], run):
-            assert a.tobytes() == b.tobytes()
+        for scheduler in (None, "threads", "synchronous"):
+            with dask.config.set(split_every=every):
+                got = dask.compute(kd.logsumexp(X, axis=1), kd.entropy(X), kd.kl_div(X, Q),
+                                   kd.softmax(X, axis=1),
+                                   kd.cross_entropy(X, Q, kind="logprobs"),
+                                   scheduler=scheduler)
+            for g, e in zip(got, expected):
+                bits(g, e)
 
 
 def test_errors_are_klkits():

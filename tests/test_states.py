@@ -3,9 +3,13 @@ combined left to right with the header's combine, gives the result of the
 whole row: the same bits where the pieces are the kernels' own (CHUNK-sized
 pieces of a row, TILE-sized ones of a long logsumexp row, SEG_BLK-sized
 pieces of a sequence), within a few ulp for pieces cut anywhere, and for
-KL within the kernels' error bound.  (The private entry points a Dask
-reduction builds on: _cpu's lse_rows, div_rows and seg_packed with an out
-array of a state type, state_combine and state_values.)
+KL within the kernels' error bound.  KL's row loop and the log-prob sums,
+continued piece by piece from the carry the previous piece left
+(div_carry), give the kernels' bits; softmax from a row's lse state
+(softmax_rows with states) is the kernels' softmax.  (The private entry
+points a Dask reduction builds on: _cpu's lse_rows, div_rows and seg_packed
+with an out array of a state type, div_carry, state_combine and
+state_values.)
 """
 import numpy as np
 import pytest
@@ -185,6 +189,111 @@ def test_kl_state_needing_the_row_is_nan():
     _cpu.div_rows("kl_div", "logits", "float64", p, q, 1, 1.0, 0.5, out)
     assert np.isnan(values("kl", out, eps=float(np.finfo(np.float64).eps))[0])
     assert np.isfinite(kk.kl_div(p, q)[0])
+
+
+def kl_carry(p, q, cuts, t):
+    """The finished KL state of the rows of p, q run piece by piece."""
+    carry = np.zeros(p.shape[0], _cpu.KL_CARRY)
+    carry["k"] = empty_kl(p.shape[0])
+    for a, b in zip(cuts, cuts[1:]):
+        _cpu.div_carry("kl_div", "logits", prec(p.dtype), p[:, a:b], q[:, a:b], 1, 1.0 / t, carry)
+    out = np.empty(p.shape[0], _cpu.KL_STATE)
+    # combining with the empty state finishes the state (kk_kl_finish)
+    _cpu.state_combine("kl", np.ascontiguousarray(carry["k"]), empty_kl(p.shape[0]), out,
+                       inv_temp=1.0 / t)
+    return out
+
+
+def empty_kl(n):
+    e = np.zeros(n, _cpu.KL_STATE)
+    e["m"] = e["mq"] = e["off_m"] = -np.inf
+    e["off_s"] = -1.0
+    return e
+
+
+def same_fields(a, b):
+    for f in a.dtype.names:
+        assert np.array_equal(a[f], b[f], equal_nan=True), f
+        assert np.array_equal(np.signbit(a[f]), np.signbit(b[f])), f
+
+
+@pytest.mark.parametrize("t", [1.0, 0.4])
+@pytest.mark.parametrize("dtype", DTYPES + [np.float16])
+def test_kl_carried_piece_by_piece_gives_the_kernels_bits(dtype, t):
+    """Pieces at multiples of CHUNK, one of them several chunks long, rows
+    with -inf, NaN, P > 0 = Q and P = 0 over a whole piece."""
+    n = 6 * CHUNK + 123
+    p = rows_of((6, n), dtype, seed=8)
+    q = (p.astype(np.float64) + np.random.default_rng(9).normal(0, 0.7, p.shape)).astype(dtype)
+    q[1, 11] = -np.inf
+    q[2, 3] = np.nan
+    p[3, :CHUNK + 7] = -np.inf
+    whole = np.empty(6, _cpu.KL_STATE)
+    _cpu.div_rows("kl_div", "logits", prec(p.dtype), p, q, 1, 1.0 / t, 0.5, whole)
+    for cuts in ([0, CHUNK, 4 * CHUNK, n], [0, n], cuts_at(n, CHUNK)):
+        same_fields(kl_carry(p, q, cuts, t), whole)
+    eps = float(np.finfo(np.float64 if dtype == np.float64 else np.float32).eps)
+    expected = kk.kl_div(p, q, temperature=t)
+    got = values("kl", kl_carry(p, q, [0, 2 * CHUNK, n], t), inv_temp=1.0 / t, eps=eps)
+    assert got.astype(expected.dtype).tobytes() == expected.tobytes()
+
+
+@pytest.mark.parametrize("dtype", DTYPES + [np.float16])
+@pytest.mark.parametrize("op", ["entropy", "cross_entropy", "kl_div"])
+def test_logprob_sums_carried_piece_by_piece_give_the_kernels_bits(op, dtype):
+    """Pieces at multiples of the kernels' 256-element blocks; the sums are
+    not clamped (KL is max(0, sum))."""
+    n = 3 * CHUNK + 700
+    x = rows_of((4, n), np.float64, seed=10)
+    lp = kk.log_softmax(x, axis=1).astype(dtype)
+    lq = kk.log_softmax(x + np.random.default_rng(11).normal(0, 0.3, x.shape), axis=1).astype(dtype)
+    lq[1, 9] = -np.inf
+    args = (lp,) if op == "entropy" else (lp, lq)
+    expected = getattr(kk, op)(*args, kind="logprobs")
+    for cuts in (cuts_at(n, 256), [0, 512, 3 * CHUNK, n]):
+        acc = np.zeros(4)
+        for a, b in zip(cuts, cuts[1:]):
+            _cpu.div_carry(op, "logprobs", prec(dtype), lp[:, a:b],
+                           None if op == "entropy" else lq[:, a:b], 1, 1.0, acc)
+        got = np.where(acc < 0, 0.0, acc) if op == "kl_div" else acc
+        assert got.astype(expected.dtype).tobytes() == expected.tobytes()
+
+
+@pytest.mark.parametrize("t", [1.0, 2.5])
+@pytest.mark.parametrize("dtype", DTYPES + [np.float16])
+def test_cross_entropy_pieces_of_the_kernels_give_its_bits(dtype, t):
+    n = 4 * CHUNK + 99
+    p = rows_of((3, n), dtype, seed=12)
+    q = (p.astype(np.float64) + np.random.default_rng(13).normal(0, 1.0, p.shape)).astype(dtype)
+    q[2, 7] = -np.inf
+    states = []
+    for a, b in zip(cuts_at(n, CHUNK), cuts_at(n, CHUNK)[1:]):
+        out = np.empty(3, _cpu.XENT_STATE)
+        _cpu.div_rows("cross_entropy", "logits", prec(dtype), p[:, a:b], q[:, a:b], 1, 1.0 / t,
+                      0.5, out)
+        states.append(out)
+    st = fold(states, lambda a, b, o: _cpu.state_combine("xent", a, b, o))
+    expected = kk.cross_entropy(p, q, temperature=t)
+    assert values("xent", st).astype(expected.dtype).tobytes() == expected.tobytes()
+
+
+@pytest.mark.parametrize("log", [False, True])
+@pytest.mark.parametrize("dtype", DTYPES + [np.float16])
+def test_softmax_from_given_states_is_the_kernels(dtype, log):
+    """Each row's lse state from its pieces at multiples of CHUNK, then
+    softmax of any part of the row from that state; rows with +inf, NaN,
+    all -inf."""
+    n = 3 * CHUNK + 5
+    x = rows_of((5, n), dtype, seed=14)
+    x[1, 9] = np.inf
+    x[2, 4] = np.nan
+    x[3] = -np.inf
+    st = lse_pieces(x, cuts_at(n, CHUNK))
+    expected = (kk.log_softmax if log else kk.softmax)(x, axis=1)
+    out = np.empty(expected.shape, expected.dtype)
+    for a, b in ((0, 100), (100, CHUNK + 1), (CHUNK + 1, n)):
+        _cpu.softmax_rows(x[:, a:b], 1, log, out[:, a:b], states=st)
+    assert out.tobytes() == expected.tobytes()
 
 
 # --------------------------------------------------------------------------

@@ -115,7 +115,9 @@ void KK_FN(kk_lse_states)(const kk_rows *x, kk_lse_t *states)
     lse_rows(x, NULL, states);
 }
 
-void KK_FN(kk_softmax_rows)(const kk_rows *x, int log_, const kk_rows *out)
+/* softmax / log_softmax of the rows of x into out, from their lse states
+ * (NULL: each row's own) */
+static void softmax_rows(const kk_rows *x, int log_, const kk_lse_t *states, const kk_rows *out)
 {
     int64_t n_rows = x->n_rows, n = x->n;
     /* contiguous outputs beyond STREAM_MIN bytes do not stay in cache anyway */
@@ -128,13 +130,25 @@ void KK_FN(kk_softmax_rows)(const kk_rows *x, int log_, const kk_rows *out)
 #pragma omp for schedule(static)
         for (int64_t r = 0; r < n_rows; r++) {
             kk_row row = kk_row_at(x, r), o = kk_row_at(out, r);
+            const kk_lse_t *given = states ? states + r : NULL;
             if (out->dtype == KK_F64)
-                softmax_row_d(row, n, log_, stream, o, buf_d);
+                softmax_row_d(row, n, given, log_, stream, o, buf_d);
             else
-                softmax_row_f(row, n, log_, stream, o, buf_f);
+                softmax_row_f(row, n, given, log_, stream, o, buf_f);
         }
         if (stream) stream_fence();   /* before the barrier: stores visible */
     }
+}
+
+void KK_FN(kk_softmax_rows)(const kk_rows *x, int log_, const kk_rows *out)
+{
+    softmax_rows(x, log_, NULL, out);
+}
+
+void KK_FN(kk_softmax_given)(const kk_rows *x, int log_, const kk_lse_t *states,
+                             const kk_rows *out)
+{
+    softmax_rows(x, log_, states, out);
 }
 
 #define DIV_ROW(S, REALT, buf, buf2)                                           \
@@ -146,7 +160,8 @@ void KK_FN(kk_softmax_rows)(const kk_rows *x, int log_, const kk_rows *out)
 
 /* Divergences of the row pairs of p and q (q NULL for the entropy): their
  * values into out, or (states set) their reduction states, kk_ent_t for
- * the entropy and kk_kl_t for KL (logits only) */
+ * the entropy, kk_xent_t for the cross-entropy and kk_kl_t for KL (logits
+ * only) */
 static void div_rows(int op, int kind, int prec, const kk_rows *p, const kk_rows *q,
                      double inv_temp, double beta, double *out, void *states)
 {
@@ -166,6 +181,10 @@ static void div_rows(int op, int kind, int prec, const kk_rows *p, const kk_rows
                 ((kk_ent_t *)states)[r] =
                     prec == KK_F64 ? entropy_logits_state_d(pr, n, inv_temp, bd)
                                    : entropy_logits_state_f(pr, n, (float)inv_temp, bf);
+            else if (op == KK_XENT)
+                ((kk_xent_t *)states)[r] =
+                    prec == KK_F64 ? xent_logits_state_d(pr, qr, n, inv_temp, bd, bd2)
+                                   : xent_logits_state_f(pr, qr, n, (float)inv_temp, bf, bf2);
             else
                 ((kk_kl_t *)states)[r] =
                     prec == KK_F64 ? kl_logits_sums_d(pr, qr, n, inv_temp, bd, bd2)
@@ -184,4 +203,33 @@ void KK_FN(kk_div_states)(int op, int prec, const kk_rows *p, const kk_rows *q,
                           double inv_temp, void *states)
 {
     div_rows(op, KK_LOGITS, prec, p, q, inv_temp, 0.5, NULL, states);
+}
+
+/* The row loops of KL from logits and of the log-prob sums continued from
+ * each row's carry (kk_kl_carry_t, or a double for kind KK_LOGPROBS) */
+void KK_FN(kk_div_carry)(int op, int kind, int prec, const kk_rows *p, const kk_rows *q,
+                         double inv_temp, double beta, void *carry)
+{
+    int64_t n_rows = p->n_rows, n = p->n;
+#pragma omp parallel if (n_rows * n >= PAR_MIN)
+    {
+        _Alignas(64) float bf[CHUNK], bf2[CHUNK];
+        _Alignas(64) double bd[CHUNK], bd2[CHUNK];
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < n_rows; r++) {
+            kk_row pr = kk_row_at(p, r);
+            kk_row qr = q ? kk_row_at(q, r) : pr;
+            if (kind == KK_LOGPROBS) {
+                double *acc = (double *)carry + r;
+                *acc = prec == KK_F64 ? div_logprobs_sum_d(op, pr, qr, n, beta, *acc, bd, bd2)
+                                      : div_logprobs_sum_f(op, pr, qr, n, beta, *acc, bf, bf2);
+            } else {
+                kk_kl_carry_t *c = (kk_kl_carry_t *)carry + r;
+                if (prec == KK_F64)
+                    kl_logits_run_d(pr, qr, n, inv_temp, c, bd, bd2);
+                else
+                    kl_logits_run_f(pr, qr, n, (float)inv_temp, c, bf, bf2);
+            }
+        }
+    }
 }

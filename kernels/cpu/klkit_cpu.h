@@ -14,6 +14,19 @@
 #include "klkit/lse.h"     /* the reduction states of the state entries */
 #include "klkit/divergence.h"
 #include "klkit/segment.h"
+
+/* What the KL row loop (dense_rows.inc) carries from chunk to chunk: the
+ * row's sums so far (not finished: kk_kl_finish once the row is done) and
+ * the loop's two flags, which choose later chunks' loops (a non-finite
+ * input seen; blocks left before the lean loop is tried again).  Each
+ * chunk's shift and precision depend on the row so far, so a row cut into
+ * pieces gives the kernels' bits only through this carry (kk_div_carry),
+ * not through a combine of states. */
+typedef struct {
+    kk_kl_t k;
+    int special, lean_skip;
+} kk_kl_carry_t;
+
 #include "klkit_entries.h"
 
 /* dense.c, tokens.c and segment.c are compiled once per instruction set

@@ -92,22 +92,45 @@
      * to right, into the state of the whole: the same bits as the kernels'   \
      * own result where the pieces are the kernels' own (lse: CHUNK-sized     \
      * pieces of a row of at most TILE elements, TILE-sized ones of a longer  \
-     * row; entropy: CHUNK-sized; segments: SEG_BLK-sized), within a few ulp  \
-     * otherwise.  KL states combine within the kernels' error bound (each    \
-     * chunk of a row takes its shift from the row so far, which a piece      \
-     * alone cannot know). ---- */                                            \
+     * row; entropy, cross-entropy: CHUNK-sized; segments: SEG_BLK-sized),   \
+     * within a few ulp otherwise.  KL states combine within the kernels'     \
+     * error bound (each chunk of a row takes its shift from the row so far,  \
+     * which a piece alone cannot know); kk_div_carry continues the row       \
+     * itself, bit for bit. ---- */                                           \
                                                                                \
     /* lse state (lse.h) of each row of x: value kk_lse_value */              \
     X(isa, kk_lse_states, (const kk_rows *x, kk_lse_t *states), (x, states))    \
                                                                                \
     /* the reduction state of each row of logits p (op KK_ENTROPY: kk_ent_t, \
      * combine kk_ent_combine, value kk_ent_value) or row pair of logits p,   \
-     * q (op KK_KL: kk_kl_t, finished by kk_kl_finish; combine kk_kl_combine  \
-     * then kk_kl_finish, value kk_kl_state_value), scaled by inv_temp */     \
+     * q (op KK_XENT: kk_xent_t, combine kk_xent_combine, value              \
+     * kk_xent_value; op KK_KL: kk_kl_t, finished by kk_kl_finish; combine    \
+     * kk_kl_combine then kk_kl_finish, value kk_kl_state_value), scaled by   \
+     * inv_temp */                                                            \
     X(isa, kk_div_states,                                                      \
       (int op, int prec, const kk_rows *p, const kk_rows *q, double inv_temp,  \
        void *states),                                                          \
       (op, prec, p, q, inv_temp, states))                                      \
+                                                                               \
+    /* softmax / log_softmax of each row of x into out as kk_softmax_rows,   \
+     * from the lse state of each row given in states (the combine of the     \
+     * states of its pieces): the kernels' bits where that is the row's own */ \
+    X(isa, kk_softmax_given,                                                   \
+      (const kk_rows *x, int log_, const kk_lse_t *states, const kk_rows *out), \
+      (x, log_, states, out))                                                  \
+                                                                               \
+    /* the row loops that carry more than a combinable state, continued: per  \
+     * row, from carry[r] over the row's elements, the new carry into         \
+     * carry[r].  op KK_KL of logits: kk_kl_carry_t (klkit_cpu.h; start       \
+     * {kk_kl_empty(), 0, 0}; the row's state is kk_kl_finish of its k);      \
+     * kind KK_LOGPROBS: the double sum of the row's terms (start 0; not      \
+     * clamped: KL and JS are max(0, sum)).  A row cut at multiples of CHUNK  \
+     * (log-probs other than JS: of BLOCK) and run piece by piece gives the   \
+     * whole row's carry, bit for bit. */                                     \
+    X(isa, kk_div_carry,                                                       \
+      (int op, int kind, int prec, const kk_rows *p, const kk_rows *q,         \
+       double inv_temp, double beta, void *carry),                             \
+      (op, kind, prec, p, q, inv_temp, beta, carry))                           \
                                                                                \
     /* the state (segment.h) of each packed sequence, as kk_seg_packed (an    \
      * empty sequence: kk_seg_empty): combine kk_seg_combine, value           \

@@ -28,6 +28,10 @@ void KK_FN(kk_state_combine)(int kind, int op, double inv_temp, int64_t n, const
             ((kk_ent_t *)out)[i] = kk_ent_combine(((const kk_ent_t *)a)[i],
                                                   ((const kk_ent_t *)b)[i]);
             break;
+        case KK_STATE_XENT:
+            ((kk_xent_t *)out)[i] = kk_xent_combine(((const kk_xent_t *)a)[i],
+                                                    ((const kk_xent_t *)b)[i]);
+            break;
         case KK_STATE_KL:   /* the Q mass of P = 0 pieces joins A once m is known */
             ((kk_kl_t *)out)[i] = kk_kl_finish(kk_kl_combine(((const kk_kl_t *)a)[i],
                                                              ((const kk_kl_t *)b)[i], inv_temp),
@@ -51,6 +55,9 @@ void KK_FN(kk_state_values)(int kind, int op, double inv_temp, double eps, int64
             break;
         case KK_STATE_ENTROPY:
             out[i] = kk_ent_value(((const kk_ent_t *)states)[i]);
+            break;
+        case KK_STATE_XENT:
+            out[i] = kk_xent_value(((const kk_xent_t *)states)[i]);
             break;
         case KK_STATE_KL:
             out[i] = kk_kl_state_value(((const kk_kl_t *)states)[i], inv_temp, eps);

@@ -68,6 +68,12 @@ cdef extern from "klkit_cpu.h":
         double m, mq, ch, cl, W, A, B, zq, nan
         kk_lse_t off
         int has_sums
+    ctypedef struct kk_xent_t:
+        kk_lse_t p, q
+        double u
+    ctypedef struct kk_kl_carry_t:
+        kk_kl_t k
+        int special, lean_skip
     ctypedef struct kk_seg_t:
         double a, b
     void kk_lse_states(const kk_rows *x, kk_lse_t *states) nogil
@@ -76,7 +82,11 @@ cdef extern from "klkit_cpu.h":
     void kk_seg_states(int op, int est, int prec, const kk_rows *x, const int64_t *x_start,
                        const kk_rows *y, const int64_t *y_start, const int64_t *len,
                        int64_t n_seg, double clamp, kk_seg_t *states) nogil
-    int KK_STATE_LSE, KK_STATE_ENTROPY, KK_STATE_KL, KK_STATE_SEG
+    void kk_softmax_given(const kk_rows *x, int log_, const kk_lse_t *states,
+                          const kk_rows *out) nogil
+    void kk_div_carry(int op, int kind, int prec, const kk_rows *p, const kk_rows *q,
+                      double inv_temp, double beta, void *carry) nogil
+    int KK_STATE_LSE, KK_STATE_ENTROPY, KK_STATE_KL, KK_STATE_SEG, KK_STATE_XENT
     void kk_state_combine(int kind, int op, double inv_temp, int64_t n, const void *a,
                           const void *b, void *out) nogil
     void kk_state_values(int kind, int op, double inv_temp, double eps, int64_t n,
@@ -255,8 +265,14 @@ KL_STATE = np.dtype([("m", "f8"), ("mq", "f8"), ("ch", "f8"), ("cl", "f8"), ("W"
                      ("A", "f8"), ("B", "f8"), ("zq", "f8"), ("nan", "f8"), ("off_m", "f8"),
                      ("off_s", "f8"), ("has_sums", "i4")], align=True)
 SEG_STATE = np.dtype([("a", "f8"), ("b", "f8")], align=True)
-assert (LSE_STATE.itemsize, ENTROPY_STATE.itemsize, KL_STATE.itemsize, SEG_STATE.itemsize) == \
-    (sizeof(kk_lse_t), sizeof(kk_ent_t), sizeof(kk_kl_t), sizeof(kk_seg_t))
+XENT_STATE = np.dtype([("m", "f8"), ("s", "f8"), ("mq", "f8"), ("sq", "f8"), ("u", "f8")],
+                      align=True)
+#: what the KL row loop carries between pieces of a row (div_carry)
+KL_CARRY = np.dtype([("k", KL_STATE), ("special", "i4"), ("lean_skip", "i4")], align=True)
+assert (LSE_STATE.itemsize, ENTROPY_STATE.itemsize, KL_STATE.itemsize, SEG_STATE.itemsize,
+        XENT_STATE.itemsize, KL_CARRY.itemsize) == \
+    (sizeof(kk_lse_t), sizeof(kk_ent_t), sizeof(kk_kl_t), sizeof(kk_seg_t), sizeof(kk_xent_t),
+     sizeof(kk_kl_carry_t))
 
 
 cdef void *_states(cnp.ndarray a, object dtype, int64_t n, str name, bint write=True) except NULL:
@@ -287,10 +303,12 @@ def lse_rows(cnp.ndarray x, int n_lead, cnp.ndarray out):
         kk_lse_rows(&dx, o)
 
 
-def softmax_rows(cnp.ndarray x, int n_lead, bint log, cnp.ndarray out):
+def softmax_rows(cnp.ndarray x, int n_lead, bint log, cnp.ndarray out, states=None):
     """Row r of out = softmax or log_softmax of row r of x (out: float32, or
-    float64 for float64 x; its own layout, writeable, not overlapping x)."""
+    float64 for float64 x; its own layout, writeable, not overlapping x),
+    from the row's lse state states[r] where given (LSE_STATE)."""
     cdef kk_rows dx, do
+    cdef const kk_lse_t *st = NULL
     _describe(x, n_lead, &dx, "x")
     want = "float64" if dx.dtype == KK_F64 else "float32"
     shape = (<object>x).shape
@@ -304,6 +322,11 @@ def softmax_rows(cnp.ndarray x, int n_lead, bint log, cnp.ndarray out):
         if do.row_step[i] == 0 and do.row_shape[i] > 1:
             raise ValueError("out: elements may not overlap")
     cdef int lg = log
+    if states is not None:
+        st = <const kk_lse_t *>_states(states, LSE_STATE, dx.n_rows, "states", False)
+        with nogil:
+            kk_softmax_given(&dx, lg, st, &do)
+        return
     with nogil:
         kk_softmax_rows(&dx, lg, &do)
 
@@ -311,8 +334,8 @@ def softmax_rows(cnp.ndarray x, int n_lead, bint log, cnp.ndarray out):
 def div_rows(str op, str kind, str prec, cnp.ndarray p, q, int n_lead, double inv_temp,
              double beta, cnp.ndarray out):
     """out[r] = entropy / cross-entropy / KL / JS of row r of p (and q), in
-    nats, or (out of ENTROPY_STATE or KL_STATE; logits) the entropy or KL
-    state of the row."""
+    nats, or (out of ENTROPY_STATE, XENT_STATE or KL_STATE; logits) the
+    entropy, cross-entropy or KL state of the row."""
     cdef kk_rows dp, dq
     cdef int iop = OPS[op], ikind = KINDS[kind], pc = _prec(prec)
     _describe(p, n_lead, &dp, "p")
@@ -324,7 +347,8 @@ def div_rows(str op, str kind, str prec, cnp.ndarray p, q, int n_lead, double in
     _check_prec(pc, &dp, pq)
     cdef double *o
     cdef void *st
-    if out.dtype == ENTROPY_STATE and iop == KK_ENTROPY or out.dtype == KL_STATE and iop == KK_KL:
+    if out.dtype == ENTROPY_STATE and iop == KK_ENTROPY or out.dtype == KL_STATE and iop == KK_KL \
+            or out.dtype == XENT_STATE and iop == KK_XENT:
         if ikind != KK_LOGITS:
             raise ValueError("kind: states are those of logits")
         st = _states(out, out.dtype, dp.n_rows, "out")
@@ -334,6 +358,29 @@ def div_rows(str op, str kind, str prec, cnp.ndarray p, q, int n_lead, double in
     o = _out_vector(out, dp.n_rows)
     with nogil:
         kk_div_rows(iop, ikind, pc, &dp, pq, inv_temp, beta, o)
+
+
+def div_carry(str op, str kind, str prec, cnp.ndarray p, q, int n_lead, double inv_temp,
+              cnp.ndarray carry, double beta=0.5):
+    """Continue the row loop of each row of p (and q) from carry[r], the new
+    carry into carry[r]: KL of logits (KL_CARRY) or the sum of the
+    log-probs' terms (float64, not clamped), as kernels/cpu/klkit_entries.h
+    describes."""
+    cdef kk_rows dp, dq
+    cdef int iop = OPS[op], ikind = KINDS[kind], pc = _prec(prec)
+    _describe(p, n_lead, &dp, "p")
+    cdef const kk_rows *pq = NULL
+    if iop != KK_ENTROPY:
+        _describe(q, n_lead, &dq, "q")
+        _same_rows(&dp, &dq, "q")
+        pq = &dq
+    _check_prec(pc, &dp, pq)
+    if ikind == KK_LOGITS and iop != KK_KL:
+        raise ValueError("op: from logits only KL carries its row loop")
+    dtype = KL_CARRY if ikind == KK_LOGITS else np.dtype(np.float64)
+    cdef void *c = _states(carry, dtype, dp.n_rows, "carry")
+    with nogil:
+        kk_div_carry(iop, ikind, pc, &dp, pq, inv_temp, beta, c)
 
 
 def token_rows(str prec, cnp.ndarray x, int n_lead, cnp.ndarray targets, long long ignore_index,
@@ -501,7 +548,8 @@ def kl_estimate(estimator, str prec, cnp.ndarray x, cnp.ndarray y, int n_lead, d
 
 #: the state types by name: (C code, NumPy record type)
 STATE_KINDS = {"lse": (KK_STATE_LSE, LSE_STATE), "entropy": (KK_STATE_ENTROPY, ENTROPY_STATE),
-               "kl": (KK_STATE_KL, KL_STATE), "seg": (KK_STATE_SEG, SEG_STATE)}
+               "xent": (KK_STATE_XENT, XENT_STATE), "kl": (KK_STATE_KL, KL_STATE),
+               "seg": (KK_STATE_SEG, SEG_STATE)}
 
 
 def state_combine(str kind, cnp.ndarray a, cnp.ndarray b, cnp.ndarray out, op="sum",
@@ -522,9 +570,9 @@ def state_combine(str kind, cnp.ndarray a, cnp.ndarray b, cnp.ndarray out, op="s
 def state_values(str kind, cnp.ndarray a, cnp.ndarray out, op="sum", counts=None,
                  double empty=0.0, double inv_temp=1.0, double eps=0.0):
     """out[i] (float64) = the value of state a[i]: kind "lse", "entropy",
-    "kl" (with its inputs' unit roundoff eps; NaN where the sums cannot be
-    trusted and the row's direct form is needed) or "seg" (with the op, the
-    sequences' token counts and the empty value)."""
+    "xent", "kl" (with its inputs' unit roundoff eps; NaN where the sums
+    cannot be trusted and the row's direct form is needed) or "seg" (with
+    the op, the sequences' token counts and the empty value)."""
     code, dtype = STATE_KINDS[kind]
     cdef int64_t n = a.shape[0]
     cdef const void *pa = _states(a, dtype, n, "a", False)

@@ -13,6 +13,7 @@ enum kk_divop { KK_ENTROPY = 0, KK_XENT = 1, KK_KL = 2, KK_JS = 3 };
 enum kk_segop { KK_SEG_SUM = 0, KK_SEG_MEAN = 1, KK_SEG_MAX = 2, KK_SEG_LSE = 3 };
 enum kk_est { KK_EST_NONE = 0, KK_EST_K1 = 1, KK_EST_K2 = 2, KK_EST_K3 = 3, KK_EST_ABS = 4 };
 /* reduction state types (the state entry points, states.c) */
-enum kk_state { KK_STATE_LSE = 0, KK_STATE_ENTROPY = 1, KK_STATE_KL = 2, KK_STATE_SEG = 3 };
+enum kk_state { KK_STATE_LSE = 0, KK_STATE_ENTROPY = 1, KK_STATE_KL = 2, KK_STATE_SEG = 3,
+                KK_STATE_XENT = 4 };
 
 #endif
