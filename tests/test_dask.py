@@ -33,7 +33,7 @@ CHUNK = 2048
 @pytest.fixture(scope="module")
 def client():
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None, host="127.0.0.1") as cluster, \
+                                  dashboard_address=":0", host="127.0.0.1") as cluster, \
             distributed.Client(cluster) as c:
         yield c
 
