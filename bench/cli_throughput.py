@@ -1,15 +1,17 @@
 #!/usr/bin/env python
 """Throughput and memory of `klkit seq-kl` on a large Parquet file.
 
-    python bench/cli_throughput.py FILE [--threads 2] [--repeats 3] [--scheduler local:2]
+    python bench/cli_throughput.py FILE [--threads N] [--repeats 3] [--scheduler local:2]
 
 Make FILE with `klkit sample FILE --sequences 300000` (about 1 GiB of
 float32 lists).  Each measurement runs in a fresh subprocess, interleaved:
 
     floor    pyarrow alone reading the two log-prob columns (the I/O and
-             decoding the job cannot avoid), two ways: whole row groups
-             (read_row_group) and streamed slices of them (iter_batches, as
-             klkit reads); the faster is the floor
+             decoding the job cannot avoid), three ways: whole row groups
+             (read_row_group), streamed slices of them (iter_batches, its
+             columns on pyarrow's threads), and streamed slices of two row
+             groups at once on two threads (as klkit reads); the fastest is
+             the floor
     seq-kl   `klkit seq-kl FILE --quiet --json` (k3, sum), and with -o out.parquet
     dask     the same with --scheduler (when given; dask and distributed installed)
 
@@ -35,6 +37,25 @@ path, cols = sys.argv[1], sys.argv[2].split(",")
 pf = pq.ParquetFile(path)
 for g in range(pf.num_row_groups):
     pf.read_row_group(g, columns=cols)
+"""
+
+FLOOR_TWO_GROUPS = r"""
+import sys, threading, pyarrow.parquet as pq
+from klkit import io
+path, cols = sys.argv[1], sys.argv[2].split(",")
+n = pq.ParquetFile(path).num_row_groups
+def read(groups):
+    pf = pq.ParquetFile(path, buffer_size=io.READ_BUFFER, pre_buffer=False)
+    for g in groups:
+        rows = io._rows_per_batch(pf.metadata.row_group(g), cols)
+        for b in pf.iter_batches(batch_size=rows, row_groups=[g], columns=cols,
+                                 use_threads=False):
+            pass
+threads = [threading.Thread(target=read, args=(range(i, n, 2),)) for i in range(2)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
 """
 
 FLOOR_STREAMED = r"""
@@ -68,7 +89,7 @@ def peak_rss(cmd):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("file")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, help="seq-kl --threads (default: its own)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--scheduler", help="also run with --scheduler (e.g. local:2)")
     args = ap.parse_args()
@@ -84,11 +105,14 @@ def main():
         while fh.read(64 << 20):
             pass
     py = sys.executable
-    kk_cmd = [py, "-m", "klkit", "seq-kl", args.file, "--quiet", "--json", "--threads",
-              str(args.threads)]
+    kk_cmd = [py, "-m", "klkit", "seq-kl", args.file, "--quiet", "--json"]
+    if args.threads:
+        kk_cmd += ["--threads", str(args.threads)]
     out_path = os.path.join(tempfile.mkdtemp(), "out.parquet")
     cases = {"pyarrow read_row_group": [py, "-c", FLOOR_GROUPS, args.file, ",".join(cols)],
              "pyarrow iter_batches": [py, "-c", FLOOR_STREAMED, args.file, ",".join(cols)],
+             "pyarrow iter_batches, 2 row groups at once": [py, "-c", FLOOR_TWO_GROUPS, args.file,
+                                                            ",".join(cols)],
              "klkit seq-kl": kk_cmd,
              "klkit seq-kl -o out.parquet": kk_cmd + ["-o", out_path]}
     if args.scheduler:
@@ -113,7 +137,8 @@ def main():
     print(f"## klkit seq-kl on {os.path.basename(args.file)}: "
           f"{os.path.getsize(args.file) / 2**30:.2f} GiB, {md.num_rows} sequences, "
           f"{tokens / 1e6:.0f} M tokens, {md.num_row_groups} row groups (the largest: "
-          f"{group_bytes / 2**20:.0f} MiB of the two columns, decoded); {args.threads} threads; "
+          f"{group_bytes / 2**20:.0f} MiB of the two columns, decoded); seq-kl --threads "
+          f"{args.threads or 'default'}; "
           f"median (range) of {args.repeats} interleaved runs\n")
     print("| run | seconds | M tokens/s | x floor | reading / computing / writing s "
           "| peak RSS MiB |")
@@ -127,7 +152,7 @@ def main():
         print(f"| {name} | {t:.2f} ({min(times[name]):.2f}-{max(times[name]):.2f}) | "
               f"{tokens / t / 1e6:.0f} | {floor / t:.2f} | {split} | {rss[name]:.0f} |")
     print("\nseconds: the whole process, start-up included; x floor: throughput over the "
-          "faster pyarrow read's.  Peak RSS bound stated by klkit: two row groups + 100 MiB "
+          "fastest pyarrow read's.  Peak RSS bound stated by klkit: two row groups + 100 MiB "
           f"= {2 * group_bytes / 2**20 + 100:.0f} MiB.")
 
 

@@ -151,8 +151,9 @@ def test_directories_globs_and_several_files(sample, tmp_path):
 @pytest.mark.parametrize("tokens_per_batch", [None, 100])
 def test_row_groups_stream(tmp_path, monkeypatch, capsys, tokens_per_batch):
     """A file of several row groups is read a row group (or a slice of
-    one) at a time; rows are numbered across them, and an error names the
-    row group and the file row."""
+    one) at a time, two row groups at once; rows are numbered across them
+    in file order, and an error names the row group and the file row (the
+    first error in the file, whichever reader meets one first)."""
     from klkit import io
 
     if tokens_per_batch:
@@ -174,11 +175,37 @@ def test_row_groups_stream(tmp_path, monkeypatch, capsys, tokens_per_batch):
                                             estimator="k3"))
     lp = t.column("logprobs").to_pylist()
     row = next(i for i in range(150, t.num_rows) if lp[i])        # row group 2
-    lp[row] = lp[row][:-1]
+    later = next(i for i in range(330, t.num_rows) if lp[i])      # row group 5
+    lp[row], lp[later] = lp[row][:-1], lp[later][:-1]
     pq.write_table(t.set_column(2, "logprobs", pa.array(lp, pa.list_(pa.float32()))), path,
                    row_group_size=64)
     assert main(["seq-kl", str(path), "--quiet"]) == 2
     assert f"row group 2, row {row}, column 'ref_logprobs'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("readers", [1, 3])
+def test_parallel_readers_keep_file_order(sample, tmp_path, monkeypatch, readers):
+    """However many row groups are decoded at once, the output and the
+    summary are those of reading them one by one."""
+    from klkit import io
+    from klkit.cli import seq_kl
+
+    path = tmp_path / "many.parquet"
+    pq.write_table(pq.read_table(sample), path, row_group_size=17)
+    again = tmp_path / "again.parquet"
+    pq.write_table(pq.read_table(sample), again, row_group_size=90)
+    other = tmp_path / "other.jsonl"
+    main(["sample", str(other), "--sequences", "50", "--seed", "9"])
+    monkeypatch.setattr(io, "TOKENS_PER_BATCH", 64)
+    outs = []
+    for n in (1, readers):
+        monkeypatch.setattr(seq_kl, "READERS", n)
+        out = tmp_path / f"out{n}.parquet"
+        assert main(["seq-kl", str(path), str(other), str(again), "-o", str(out), "--quiet",
+                     "--estimator", "k1,k3"]) == 0
+        outs.append(pq.read_table(out))
+    assert outs[1].equals(outs[0])
+    assert outs[0].column("row").to_pylist() == [*range(700), *range(50), *range(700)]
 
 
 def test_null_lists_backed_by_values_and_null_mask_values(tmp_path, capsys):

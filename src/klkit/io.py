@@ -37,7 +37,7 @@ JSONL = (".jsonl", ".ndjson", ".json")
 JSON_BLOCK = 16 << 20
 #: list values (tokens) per Parquet batch: small enough for the cache and
 #: for memory, large enough that the per-batch overhead stays small
-TOKENS_PER_BATCH = 1 << 19
+TOKENS_PER_BATCH = 1 << 18
 #: bytes read from a Parquet file at a time (pages are streamed)
 READ_BUFFER = 1 << 20
 #: result rows per row group (Parquet) or record batch (Arrow) written
@@ -130,48 +130,55 @@ class Source:
             starts = [0] + list(itertools.accumulate(counts))[:-1]
             self.units = [Unit(i, r0, n) for i, (r0, n) in enumerate(zip(starts, counts))]
 
-    def _json(self):
+    def _json(self, use_threads=True):
         return pa_json.open_json(self.path, read_options=pa_json.ReadOptions(
-            block_size=JSON_BLOCK))
+            block_size=JSON_BLOCK, use_threads=use_threads))
 
-    def batches(self, columns, units=None) -> Iterator[Batch]:
+    def batches(self, columns, units=None, use_threads=True) -> Iterator[Batch]:
         """The columns asked for, batch by batch, of the given units (default
         all).  A Batch's index is its unit's: a Parquet row group (read in
         slices of about TOKENS_PER_BATCH values), an IPC record batch; a
-        JSON block, or a batch of an IPC stream, is numbered in the file."""
+        JSON block, or a batch of an IPC stream, is numbered in the file.
+        use_threads: pyarrow decodes a batch's columns in parallel."""
         row0 = 0
         try:
             for unit in self.units if units is None else units:
                 row0 = unit.row0
-                for index, b in self._unit_batches(unit, columns):
+                for index, b in self._unit_batches(unit, columns, use_threads):
                     yield Batch(self.path, index, row0, b)
                     row0 += b.num_rows
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
             raise SourceError(f"{self.path}: unreadable after row {row0} "
                               f"({_first_line(exc)})") from None
 
-    def _unit_batches(self, unit, columns):
+    def _unit_batches(self, unit, columns, use_threads):
         if self.format == "parquet":
             rows = _rows_per_batch(self._pf.metadata.row_group(unit.index), columns)
             for b in self._pf.iter_batches(batch_size=rows, row_groups=[unit.index],
-                                           columns=columns):
+                                           columns=columns, use_threads=use_threads):
                 yield unit.index, b
         elif self.rows is not None:           # an IPC file: its record batches
             yield unit.index, self._ipc.get_batch(unit.index).select(columns)
         else:                                 # an IPC stream, a JSON Lines file
-            reader = _open_ipc(self.path) if self.format == "arrow" else self._json()
+            reader = _open_ipc(self.path) if self.format == "arrow" else self._json(use_threads)
             for i, b in enumerate(reader):
                 yield i, b.select(columns)
 
 
-def read_ahead(items, depth=2):
-    """The items of an iterator, read up to ``depth`` ahead by a background
-    thread, so that reading (pyarrow decodes without the GIL) overlaps the
-    caller's work on the previous item.  An exception of the iterator is
-    raised here, in its place; closing the generator stops the reader."""
+def read_units(work, columns, readers=2, depth=4):
+    """Read the units of ``work`` (a list of (Source, Unit), in file order)
+    on ``readers`` threads, each decoding whole units one at a time (a
+    unit's columns one after the other: several units in parallel keep the
+    cores busier than pyarrow's own per-column threads).  Yields (k, batch,
+    error) as the batches come, k the unit's position in ``work``: a
+    unit's batches in order, then (k, None, None) at its end, or
+    (k, None, error) if it could not be read.  At most ``depth`` batches
+    wait to be taken, so memory stays bounded whatever the units' sizes.
+    Closing the generator stops the readers."""
     q = queue.Queue(depth)
     stop = threading.Event()
-    end = object()
+    claim = itertools.count()             # the next unit to read
+    lock = threading.Lock()
 
     def put(item):
         while not stop.is_set():
@@ -183,23 +190,37 @@ def read_ahead(items, depth=2):
         return False
 
     def reader():
-        try:
-            for item in items:
-                if not put((item, None)):
-                    return
-            put((end, None))
-        except BaseException as exc:  # noqa: B036 - handed to the consumer
-            put((None, exc))
-
-    threading.Thread(target=reader, name="klkit-read-ahead", daemon=True).start()
-    try:
+        opened = {}                       # a reader's own files: no sharing across threads
         while True:
-            item, exc = q.get()
-            if exc is not None:
-                raise exc
-            if item is end:
+            with lock:
+                k = next(claim)
+            if k >= len(work):
+                return put(None)
+            src, unit = work[k]
+            try:
+                if src.path not in opened:
+                    opened[src.path] = Source(src.path)
+                for batch in opened[src.path].batches(columns, [unit], use_threads=False):
+                    if not put((k, batch, None)):
+                        return
+                item = (k, None, None)
+            except Exception as exc:  # noqa: BLE001 - handed to the consumer, in order
+                item = (k, None, exc)
+            if not put(item):
                 return
-            yield item
+
+    threads = [threading.Thread(target=reader, name=f"klkit-read-{i}", daemon=True)
+               for i in range(max(1, min(readers, len(work))))]
+    for t in threads:
+        t.start()
+    try:
+        running = len(threads)
+        while running:
+            item = q.get()
+            if item is None:
+                running -= 1
+            else:
+                yield item
     finally:
         stop.set()
 

@@ -16,13 +16,15 @@ divergence"): k1 = d, k2 = d^2 / 2, k3 = exp(r) - 1 - r (>= 0, computed
 without cancellation), abs = |d|; --clamp C limits d to [-C, C] first.
 
 Files are read a batch at a time (a slice of a Parquet row group of
-about half a million tokens, an Arrow record batch, a 16 MiB block of
-JSON), so memory is bounded by a batch of the columns read, not by the
-file (nor, for Parquet, by its row groups).  --scheduler runs the job on
-a Dask cluster, one task per row group, with the same output and summary.  A null list, and a
-sequence whose --mask is all False, is an empty sequence (n_tokens 0,
-estimate 0); empty sequences are counted, and left out of the
-distribution.
+about 260,000 tokens, an Arrow record batch, a 16 MiB block of JSON), two
+row groups at once on two threads while the kernels compute, so memory is
+bounded by a few batches of the columns read, not by the file (nor, for
+Parquet, by its row groups).  --scheduler runs the job on a Dask cluster,
+one task per row group, with the same output and summary.
+
+A null list, and a sequence whose --mask is all False, is an empty
+sequence (n_tokens 0, estimate 0); empty sequences are counted, and left
+out of the distribution.
 """
 import json
 import math
@@ -406,9 +408,9 @@ def run(args):
     if args.threads is not None and args.threads < 1:
         raise CliError(f"--threads: expected a count >= 1, got {args.threads}")
     if not args.scheduler:
-        # pyarrow decodes the next batch (a thread per column) while the
-        # kernels compute this one: by default they leave it two cores
-        kk.set_num_threads(args.threads or max(1, cores() - 2))
+        # READERS threads decode the next units while the kernels compute:
+        # by default the kernels take the other cores (at least one)
+        kk.set_num_threads(args.threads or max(1, cores() - READERS))
     try:
         sources = [io.Source(f) for f in io.expand(paths)]
         writer = io.ResultWriter(args.output) if args.output else None
@@ -437,7 +439,7 @@ def run(args):
             parts = cluster.run_units(sources, job, args)
             workers = next(parts)
         else:
-            parts = _run_here(sources, job)
+            parts = _run_here(sources, job, READERS)
         for src, rows, results, c, read, compute in parts:
             counts.add(c)
             spent["read"] += read
@@ -479,20 +481,68 @@ def cores():
         os.cpu_count() or 1)
 
 
-def _run_here(sources, job):
+#: threads decoding input units (row groups) at once in a one-process run
+READERS = 2
+
+
+def _run_here(sources, job, readers):
     """(source, rows, [result], Counts, read s, compute s) of each batch
-    of the files, in this process."""
-    for src in sources:
-        yield from run_batches(src, job)
+    of the files, in file order, computed in this process while
+    ``readers`` threads decode the next units (read s: the time spent
+    waiting for input).  A unit read ahead of the one in order has its
+    results held until that one ends (they are small: a row per sequence);
+    an error is raised when its turn comes, so the first error in the
+    files is the one reported."""
+    from .. import io
+
+    work = [(src, u) for src in sources for u in src.units]
+    held = {}                             # k > head: [results ...], "end" or an error
+    head = 0
+    items = io.read_units(work, job.columns, readers)
+    try:
+        while True:
+            t = time.perf_counter()
+            item = next(items, None)
+            read = time.perf_counter() - t
+            if item is None:
+                return
+            k, batch, error = item
+            if batch is not None:
+                if isinstance(held.get(k, [None])[-1], BaseException):
+                    continue                  # this unit already failed
+                t = time.perf_counter()
+                try:
+                    result, c = compute_batch(batch, job)
+                except CliError as exc:
+                    if k == head:
+                        raise
+                    held.setdefault(k, []).append(exc)
+                    continue
+                out = (work[k][0], batch.data.num_rows, [result], c, read,
+                       time.perf_counter() - t)
+                if k == head:
+                    yield out
+                else:
+                    held.setdefault(k, []).append(out)
+                continue
+            held.setdefault(k, []).append(error if error is not None else "end")
+            while head in held and held[head] and not isinstance(held[head][-1], tuple):
+                for out in held.pop(head):    # a unit whose every batch is here
+                    if isinstance(out, BaseException):
+                        raise out
+                    if out != "end":
+                        yield out
+                head += 1
+            for out in held.pop(head, []):    # the new head's batches so far
+                yield out
+    finally:
+        items.close()
 
 
 def run_batches(src, job, units=None):
-    """The same for the given units of one source (default: all); the next
-    batch is read while this one is computed (read s: the time spent
-    waiting for it)."""
-    from .. import io
-
-    batches = io.read_ahead(src.batches(job.columns, units))
+    """(source, rows, [result], Counts, read s, compute s) of each batch
+    of the given units of one source (default: all), read in turn."""
+    batches = src.batches(job.columns, units)
     while True:
         t = time.perf_counter()
         batch = next(batches, None)
