@@ -305,7 +305,11 @@ class ResultWriter:
     def _open(self, schema):
         if self._writer is None:
             if self.format == "parquet":
-                self._writer = pq.ParquetWriter(self.tmp, schema)
+                # dictionary pages for text only: numbers (row, values) rarely
+                # repeat, and trying costs twice the writing time
+                text = [f.name for f in schema
+                        if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+                self._writer = pq.ParquetWriter(self.tmp, schema, use_dictionary=text)
             elif self.format == "arrow":
                 self._writer = pa_ipc.new_file(self.tmp, schema)
             else:

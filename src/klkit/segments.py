@@ -352,6 +352,21 @@ def seq_kl(logp, ref_logp, offsets=None, *, mask=None, estimator="k1", reduce="s
     return lp.wrap(out.astype(result_dtype(dtype), copy=False))
 
 
+def seq_kl_parts(logp, ref_logp, lens, *, estimator="k1", reduce="sum", clamp=None):
+    """:func:`seq_kl` (the same bits, empty = 0) of two packed inputs given
+    as (values, starts): 1-D kernel-ready float arrays and int64 starts,
+    the sequences' lengths shared.  For callers that took them from Arrow
+    buffers themselves and checked them (klkit.cli): no layout checks, so
+    a per-batch call costs the kernel's time alone."""
+    (x, xs), (y, ys) = logp, ref_logp
+    dtype = common_dtype((None, x.dtype), (None, y.dtype))
+    lp = _Layout("packed", x.dtype, identity, parts=[(x, xs, lens)])
+    lq = _Layout("packed", y.dtype, identity, parts=[(y, ys, lens)])
+    out, _ = _run(_args.reduce(reduce), lp, 0.0, dtype, est=_args.estimator(estimator),
+                  other=lq, clamp=_args.clamp(clamp))
+    return out.astype(result_dtype(dtype), copy=False)
+
+
 @public("segments", ("values", "offsets", "mask"))
 def agg_loss(values, offsets=None, *, mask=None, mode="token-mean", num_tokens=None,
              num_seqs=None, norm_length=None):
