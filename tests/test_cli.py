@@ -199,7 +199,7 @@ def test_parallel_readers_keep_file_order(sample, tmp_path, monkeypatch, readers
     monkeypatch.setattr(io, "TOKENS_PER_BATCH", 64)
     outs = []
     for n in (1, readers):
-        monkeypatch.setattr(seq_kl, "READERS", n)
+        monkeypatch.setattr(seq_kl, "UNIT_THREADS", n)
         out = tmp_path / f"out{n}.parquet"
         assert main(["seq-kl", str(path), str(other), str(again), "-o", str(out), "--quiet",
                      "--estimator", "k1,k3"]) == 0

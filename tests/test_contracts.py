@@ -436,6 +436,25 @@ def test_thread_controls(restore_threads):
     assert kk.get_num_threads() == 2
 
 
+def test_thread_count_holds_in_every_thread(restore_threads):
+    """set_num_threads is process-wide: a kernel called from another Python
+    thread (a pool, a Dask worker thread) runs on the count set."""
+    import threading
+
+    seen = []
+
+    def worker():
+        kk.logsumexp(np.ones((4, 10), np.float32), axis=1)
+        seen.append(kk.get_num_threads())
+
+    for n in (1, 2, 1):
+        kk.set_num_threads(n)
+        t = threading.Thread(target=worker)
+        t.start()
+        t.join()
+        assert seen[-1] == n == kk.get_num_threads()
+
+
 def test_omp_num_threads_is_honoured():
     code = "import klkit; print(klkit.get_num_threads())"
     for n in ("1", "3"):

@@ -96,23 +96,44 @@ const char *kk_isas_built(void)
 #endif
 }
 
+/* The thread count is process-wide, as users expect of set_num_threads
+ * (torch's is): omp_set_num_threads sets only the calling thread's count,
+ * so a Python thread (a thread pool, a Dask worker thread) would keep
+ * OpenMP's default.  Each set_num_threads is a new generation of the
+ * count; an entry point called from a thread that has not seen the latest
+ * one gives the count to that thread first (once: a thread's own later
+ * setting, e.g. threadpoolctl's, then holds there). */
+static atomic_int kk_threads;                 /* the count set (0: none yet) */
+static atomic_uint kk_threads_gen;            /* how many times it was set */
+static _Thread_local unsigned kk_threads_seen;
+
+static void use_threads_set(void)
+{
+#ifdef _OPENMP
+    unsigned gen = atomic_load_explicit(&kk_threads_gen, memory_order_acquire);
+    if (gen != kk_threads_seen) {
+        kk_threads_seen = gen;
+        omp_set_num_threads(atomic_load_explicit(&kk_threads, memory_order_relaxed));
+    }
+#endif
+}
+
 /* the plain-name entry points: calls through the table in use */
 #define WRAPPER(isa, name, params, args) \
-    void name params { impl()->name args; }
+    void name params { use_threads_set(); impl()->name args; }
 KK_ENTRIES(WRAPPER, )
 
 void kk_set_num_threads(int n)
 {
-#ifdef _OPENMP
-    omp_set_num_threads(n);
-#else
-    (void)n;
-#endif
+    atomic_store_explicit(&kk_threads, n, memory_order_relaxed);
+    atomic_fetch_add_explicit(&kk_threads_gen, 1, memory_order_release);
+    use_threads_set();
 }
 
 int kk_get_num_threads(void)
 {
 #ifdef _OPENMP
+    use_threads_set();
     return omp_get_max_threads();
 #else
     return 1;

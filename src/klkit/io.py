@@ -19,6 +19,7 @@ import json
 import os
 import queue
 import threading
+import time
 from typing import Iterator, NamedTuple
 
 try:
@@ -165,19 +166,21 @@ class Source:
                 yield i, b.select(columns)
 
 
-def read_units(work, columns, readers=2, depth=4):
-    """Read the units of ``work`` (a list of (Source, Unit), in file order)
-    on ``readers`` threads, each decoding whole units one at a time (a
-    unit's columns one after the other: several units in parallel keep the
-    cores busier than pyarrow's own per-column threads).  Yields (k, batch,
-    error) as the batches come, k the unit's position in ``work``: a
-    unit's batches in order, then (k, None, None) at its end, or
-    (k, None, error) if it could not be read.  At most ``depth`` batches
-    wait to be taken, so memory stays bounded whatever the units' sizes.
-    Closing the generator stops the readers."""
+def map_units(work, columns, fn, threads=2, depth=4):
+    """fn(batch) of every batch of the units of ``work`` (a list of
+    (Source, Unit), in file order), on ``threads`` threads that each take
+    the next unit, decode its batches one at a time (its columns in turn)
+    and apply fn to each while it is hot in the cache: several units at
+    once keep the cores busier than pyarrow's per-column threads, and
+    pyarrow and klkit's kernels release the GIL.  Yields (k, (value, read
+    s, fn s), None) as they come, k the unit's position in ``work``: a
+    unit's values in order, then (k, None, None) at its end, or (k, None,
+    error) where reading it or fn raised (its later batches are skipped).
+    At most ``depth`` values wait to be taken.  Closing the generator
+    stops the threads."""
     q = queue.Queue(depth)
     stop = threading.Event()
-    claim = itertools.count()             # the next unit to read
+    claim = itertools.count()             # the next unit to take
     lock = threading.Lock()
 
     def put(item):
@@ -189,8 +192,8 @@ def read_units(work, columns, readers=2, depth=4):
                 pass
         return False
 
-    def reader():
-        opened = {}                       # a reader's own files: no sharing across threads
+    def worker():
+        opened = {}                       # a thread's own files: no sharing across threads
         while True:
             with lock:
                 k = next(claim)
@@ -200,21 +203,28 @@ def read_units(work, columns, readers=2, depth=4):
             try:
                 if src.path not in opened:
                     opened[src.path] = Source(src.path)
-                for batch in opened[src.path].batches(columns, [unit], use_threads=False):
-                    if not put((k, batch, None)):
+                batches = opened[src.path].batches(columns, [unit], use_threads=False)
+                while True:
+                    t0 = time.perf_counter()
+                    batch = next(batches, None)
+                    t1 = time.perf_counter()
+                    if batch is None:
+                        break
+                    value = fn(batch)
+                    if not put((k, (value, t1 - t0, time.perf_counter() - t1), None)):
                         return
                 item = (k, None, None)
-            except Exception as exc:  # noqa: BLE001 - handed to the consumer, in order
-                item = (k, None, exc)
+            except BaseException as exc:  # noqa: BLE001 - handed to the consumer, in order
+                item = (k, None, exc)     # (an interrupt too: the thread must not die silently)
             if not put(item):
                 return
 
-    threads = [threading.Thread(target=reader, name=f"klkit-read-{i}", daemon=True)
-               for i in range(max(1, min(readers, len(work))))]
-    for t in threads:
+    pool = [threading.Thread(target=worker, name=f"klkit-unit-{i}", daemon=True)
+            for i in range(max(1, min(threads, len(work))))]
+    for t in pool:
         t.start()
     try:
-        running = len(threads)
+        running = len(pool)
         while running:
             item = q.get()
             if item is None:

@@ -409,9 +409,9 @@ def run(args):
     if args.threads is not None and args.threads < 1:
         raise CliError(f"--threads: expected a count >= 1, got {args.threads}")
     if not args.scheduler:
-        # READERS threads decode the next units while the kernels compute:
-        # by default the kernels take the other cores (at least one)
-        kk.set_num_threads(args.threads or max(1, cores() - READERS))
+        # UNIT_THREADS threads each decode and compute a unit; by default
+        # each call's kernels take a share of the cores (at least one)
+        kk.set_num_threads(args.threads or max(1, cores() // UNIT_THREADS))
     try:
         sources = [io.Source(f) for f in io.expand(paths)]
         writer = io.ResultWriter(args.output) if args.output else None
@@ -440,7 +440,7 @@ def run(args):
             parts = cluster.run_units(sources, job, args)
             workers = next(parts)
         else:
-            parts = _run_here(sources, job, READERS)
+            parts = _run_here(sources, job, UNIT_THREADS)
         for src, rows, results, c, read, compute in parts:
             counts.add(c)
             spent["read"] += read
@@ -482,60 +482,47 @@ def cores():
         os.cpu_count() or 1)
 
 
-#: threads decoding input units (row groups) at once in a one-process run
-READERS = 2
+#: threads that each read and compute a unit (row group) at a time in a
+#: one-process run
+UNIT_THREADS = 2
 
 
-def _run_here(sources, job, readers):
+def _run_here(sources, job, threads):
     """(source, rows, [result], Counts, read s, compute s) of each batch
-    of the files, in file order, computed in this process while
-    ``readers`` threads decode the next units (read s: the time spent
-    waiting for input).  A unit read ahead of the one in order has its
-    results held until that one ends (they are small: a row per sequence);
-    an error is raised when its turn comes, so the first error in the
-    files is the one reported."""
+    of the files, in file order, computed on ``threads`` threads that each
+    read and compute one unit (row group) at a time (read s and compute s:
+    those threads' own).  Results of a unit ahead of the one in order are
+    held until that one ends (they are small: a row per sequence), and an
+    error is raised when its unit's turn comes: the first error in the
+    files is the one reported, whichever thread met it."""
     from .. import io
 
+    def compute(batch):
+        return (batch.data.num_rows,) + compute_batch(batch, job)
+
     work = [(src, u) for src in sources for u in src.units]
-    held = {}                             # k > head: [results ...], "end" or an error
-    head = 0
-    items = io.read_units(work, job.columns, readers)
+    held = {}                             # unit -> its results so far, then "end" or an error
+    head = 0                              # the unit in order
+    items = io.map_units(work, job.columns, compute, threads)
     try:
-        while True:
-            t = time.perf_counter()
-            item = next(items, None)
-            read = time.perf_counter() - t
-            if item is None:
-                return
-            k, batch, error = item
-            if batch is not None:
-                if isinstance(held.get(k, [None])[-1], BaseException):
-                    continue                  # this unit already failed
-                t = time.perf_counter()
-                try:
-                    result, c = compute_batch(batch, job)
-                except CliError as exc:
-                    if k == head:
-                        raise
-                    held.setdefault(k, []).append(exc)
-                    continue
-                out = (work[k][0], batch.data.num_rows, [result], c, read,
-                       time.perf_counter() - t)
+        for k, value, error in items:
+            if value is not None:
+                (rows, result, counts), read, seconds = value
+                out = (work[k][0], rows, [result], counts, read, seconds)
                 if k == head:
                     yield out
                 else:
                     held.setdefault(k, []).append(out)
                 continue
             held.setdefault(k, []).append(error if error is not None else "end")
-            while head in held and held[head] and not isinstance(held[head][-1], tuple):
-                for out in held.pop(head):    # a unit whose every batch is here
+            while head in held and not isinstance(held[head][-1], tuple):
+                for out in held.pop(head):    # a unit that has ended
                     if isinstance(out, BaseException):
                         raise out
                     if out != "end":
                         yield out
                 head += 1
-            for out in held.pop(head, []):    # the new head's batches so far
-                yield out
+            yield from held.pop(head, [])     # the next unit's results so far
     finally:
         items.close()
 
