@@ -13,6 +13,22 @@ from . import _kernels
 #: the floating dtypes the kernels read as they are
 KERNEL_DTYPES = ("float16", "bfloat16", "float32", "float64")
 
+_NAMES = {}                               # dtype (or dtype-like) -> its name
+
+
+def dtype_name(dt):
+    """np.dtype(dt).name, remembered: NumPy computes .name in Python (a few
+    microseconds, several times per call otherwise)."""
+    try:
+        name = _NAMES.get(dt)
+    except TypeError:                     # an unhashable dtype-like
+        return np.dtype(dt).name
+    if name is None:
+        name = np.dtype(dt).name
+        if len(_NAMES) < 256:             # a few dtypes in any real program
+            _NAMES[dt] = name
+    return name
+
 
 def _module(x):
     return type(x).__module__.split(".")[0]
@@ -63,7 +79,7 @@ def float_input(a, name):
     native byte order), integers and bools promoted to float64 (as scipy
     does); anything else a TypeError."""
     dt = a.dtype
-    if dt.name in KERNEL_DTYPES:
+    if dtype_name(dt) in KERNEL_DTYPES:
         # the kernels read native byte order: other orders are swapped (a copy)
         return a if dt.isnative else a.astype(dt.newbyteorder("="))
     if dt.kind in "biu":
@@ -83,16 +99,16 @@ def common_dtype(*operands):
     (NumPy has no float16 + bfloat16 rule).  Integers and bools, float64
     by then, give float64."""
     dts = {np.dtype(dt) for _, dt in operands}
-    if len(dts) == 1 and next(iter(dts)).name in KERNEL_DTYPES:
+    if len(dts) == 1 and dtype_name(next(iter(dts))) in KERNEL_DTYPES:
         return next(iter(dts))
     ops = []
     for orig, dt in operands:
         if type(orig) in (bool, int, float):
             ops.append(orig)
         else:
-            ops.append(np.dtype(np.float32) if np.dtype(dt).name == "bfloat16" else np.dtype(dt))
+            ops.append(np.dtype(np.float32) if dtype_name(dt) == "bfloat16" else np.dtype(dt))
     dt = np.result_type(*ops)
-    return dt if dt.name in KERNEL_DTYPES else np.dtype(np.float64)
+    return dt if dtype_name(dt) in KERNEL_DTYPES else np.dtype(np.float64)
 
 
 def narrowed(a, dtype):
@@ -100,14 +116,14 @@ def narrowed(a, dtype):
     convert 16-bit and float32 input themselves), except a float64 operand
     of a computation that is not float64, which only a Python scalar can be
     (weak in common_dtype's rule): that one is cast, O(1)."""
-    if a.dtype.name == "float64" and np.dtype(dtype).name != "float64":
+    if dtype_name(a.dtype) == "float64" and dtype_name(dtype) != "float64":
         return a.astype(dtype)
     return a
 
 
 def result_dtype(dt):
     """float64 for float64 input, float32 for float32 and 16-bit input."""
-    return np.dtype(np.float64) if np.dtype(dt).name == "float64" else np.dtype(np.float32)
+    return np.dtype(np.float64) if dtype_name(dt) == "float64" else np.dtype(np.float32)
 
 
 #: temperatures the kernels of each working precision take as they are:
@@ -122,7 +138,7 @@ def kernel_precision(dtype, temperature):
     """The dtype whose kernels handle this temperature ("float32" covers the
     16-bit types), or None where only the NumPy twin does."""
     dt = np.dtype(dtype)
-    candidates = ("float64",) if dt.name == "float64" else ("float32", "float64")
+    candidates = ("float64",) if dtype_name(dt) == "float64" else ("float32", "float64")
     for name in candidates:
         lo, hi = KERNEL_TEMPERATURES[name]
         if lo <= temperature <= hi:
@@ -161,7 +177,7 @@ def rows(a, axes):
 def precision(dtype):
     """The kernels' working precision for a computation in ``dtype``:
     "float64" for float64, "float32" for float32 and the 16-bit floats."""
-    return "float64" if np.dtype(dtype).name == "float64" else "float32"
+    return "float64" if dtype_name(dtype) == "float64" else "float32"
 
 
 def finish(values, kept_shape, dtype, wrap):

@@ -114,7 +114,6 @@ cdef extern from *:
     const char *KLKIT_BUILD_CUDA
     const char *KLKIT_BUILD_COMPILER
 
-DTYPE_CODES = {"float16": KK_F16, "bfloat16": KK_BF16, "float32": KK_F32, "float64": KK_F64}
 PRECISIONS = {"float32": KK_F32, "float64": KK_F64}
 OPS = {"entropy": KK_ENTROPY, "cross_entropy": KK_XENT, "kl_div": KK_KL, "js_div": KK_JS}
 KINDS = {"logits": KK_LOGITS, "logprobs": KK_LOGPROBS}
@@ -127,9 +126,31 @@ ESTIMATORS = {None: KK_EST_NONE, "k1": KK_EST_K1, "k2": KK_EST_K2, "k3": KK_EST_
 # describing arrays
 # --------------------------------------------------------------------------
 
+# dtypes are told apart by type number, kind and size: NumPy computes
+# dtype.name in Python (microseconds, several times per call otherwise)
+cdef extern from "numpy/arrayobject.h":
+    enum: NPY_USERDEF                   # the first type number of user types
+
+cdef int _bf16_num = -1                 # bfloat16's type number, once seen
+
+cdef inline bint _is(cnp.ndarray a, char kind, int size):
+    """a's dtype is of this kind ('i', 'f') and item size"""
+    return (<cnp.dtype>a.descr).kind == kind and cnp.PyArray_ITEMSIZE(a) == size
+
+
 cdef int _code(cnp.ndarray a, str name) except -1:
-    code = DTYPE_CODES.get(a.dtype.name)
-    if code is None or not a.dtype.isnative:
+    global _bf16_num
+    cdef int t = cnp.PyArray_TYPE(a), code = -1
+    if t == cnp.NPY_FLOAT16:
+        code = KK_F16
+    elif t == cnp.NPY_FLOAT:
+        code = KK_F32
+    elif t == cnp.NPY_DOUBLE:
+        code = KK_F64
+    elif t == _bf16_num or (t >= NPY_USERDEF and a.dtype.name == "bfloat16"):
+        _bf16_num = t                   # a user type: ml_dtypes' bfloat16
+        code = KK_BF16
+    if code < 0 or not a.dtype.isnative:
         raise TypeError(f"{name}: kernels take float16, bfloat16, float32 or float64 in native "
                         f"byte order, got {a.dtype}")
     return code
@@ -231,14 +252,14 @@ cdef int _check_prec(int pc, const kk_rows *x, const kk_rows *y) except -1:
 
 
 cdef const int64_t *_i64_vector(cnp.ndarray a, int64_t n, str name) except NULL:
-    if a.ndim != 1 or a.shape[0] != n or a.dtype.name != "int64" or not a.flags.c_contiguous \
+    if a.ndim != 1 or a.shape[0] != n or not _is(a, c'i', 8) or not a.flags.c_contiguous \
             or not a.flags.aligned:
         raise ValueError(f"{name}: expected an aligned contiguous int64 vector of length {n}")
     return <const int64_t *>cnp.PyArray_DATA(a)
 
 
 cdef double *_out_vector(cnp.ndarray out, int64_t n_rows) except NULL:
-    if out.ndim != 1 or out.shape[0] != n_rows or out.dtype.name != "float64" \
+    if out.ndim != 1 or out.shape[0] != n_rows or not _is(out, c'f', 8) \
             or not out.flags.c_contiguous or not out.flags.writeable or not out.flags.aligned:
         raise ValueError("out: expected a writeable contiguous float64 vector, one value per row")
     return <double *>cnp.PyArray_DATA(out)
@@ -312,7 +333,8 @@ def softmax_rows(cnp.ndarray x, int n_lead, bint log, cnp.ndarray out, states=No
     _describe(x, n_lead, &dx, "x")
     want = "float64" if dx.dtype == KK_F64 else "float32"
     shape = (<object>x).shape
-    if out.dtype.name != want or (<object>out).shape != shape or not out.flags.writeable:
+    if not _is(out, c'f', 8 if dx.dtype == KK_F64 else 4) or (<object>out).shape != shape \
+            or not out.flags.writeable:
         raise ValueError(f"out: expected a writeable {want} array of shape {shape}")
     _describe(out, n_lead, &do, "out")
     for i in range(do.lead_ndim):       # a step 0 along an axis of length > 1 repeats
@@ -403,7 +425,8 @@ def token_rows(str prec, cnp.ndarray x, int n_lead, cnp.ndarray targets, long lo
     cdef cnp.ndarray wa
     if weight is not None:
         wa = weight
-        if wa.dtype.name != prec or wa.ndim != 1 or wa.shape[0] != n or not wa.flags.c_contiguous:
+        if not _is(wa, c'f', 8 if pc == KK_F64 else 4) or wa.ndim != 1 or wa.shape[0] != n \
+                or not wa.flags.c_contiguous:
             raise ValueError(f"weight: expected a contiguous {prec} vector of {n} values")
         pw = cnp.PyArray_DATA(wa)
     cdef double *o_lp = _out_vector(lp, n_rows)
@@ -504,14 +527,14 @@ def seg_padded(str op, estimator, str prec, cnp.ndarray x, y, mask, double clamp
         py = &dy
     if mask is not None:
         ma = mask
-        if ma.dtype.name != "bool" or ma.ndim != 2 or ma.shape[0] != x.shape[0] \
+        if cnp.PyArray_TYPE(ma) != cnp.NPY_BOOL or ma.ndim != 2 or ma.shape[0] != x.shape[0] \
                 or ma.shape[1] != x.shape[1]:
             raise ValueError(f"mask: expected a bool array of shape {(<object>x).shape}")
         _describe(ma, 1, &dm, "mask", KK_BOOL)
         pm = &dm
     if count is not None:
         ca = count
-        if ca.ndim != 1 or ca.shape[0] != dx.n_rows or ca.dtype.name != "int64" \
+        if ca.ndim != 1 or ca.shape[0] != dx.n_rows or not _is(ca, c'i', 8) \
                 or not ca.flags.c_contiguous or not ca.flags.writeable:
             raise ValueError("count: expected a writeable contiguous int64 vector, one per row")
         pc_ = <int64_t *>cnp.PyArray_DATA(ca)
@@ -533,7 +556,7 @@ def kl_estimate(estimator, str prec, cnp.ndarray x, cnp.ndarray y, int n_lead, d
     _describe(y, n_lead, &dy, "ref_logp")
     _same_rows(&dx, &dy, "ref_logp")
     _check_prec(pc, &dx, &dy)
-    if out.dtype.name != prec or out.size != dx.n_rows * dx.n \
+    if not _is(out, c'f', 8 if pc == KK_F64 else 4) or out.size != dx.n_rows * dx.n \
             or not out.flags.c_contiguous or not out.flags.writeable:
         raise ValueError(f"out: expected a writeable contiguous {prec} array of "
                          f"{dx.n_rows * dx.n} values")
