@@ -5,8 +5,10 @@ files (Feather v2 / ``.arrow``) and JSON Lines, one batch at a time: a
 slice of a Parquet row group of about ``TOKENS_PER_BATCH`` list values
 (its pages streamed through a ``READ_BUFFER`` buffer rather than the whole
 column chunk loaded), an IPC record batch, a JSON block.  Only the columns
-asked for are decoded.  Writing: Parquet, Arrow IPC, CSV or JSON
-Lines by the output's extension, batch by batch (a Parquet row group each), to a temporary name in the same
+asked for are decoded, and ``map_units`` spreads the units (row groups,
+IPC batches, files) over threads.  Writing: Parquet, Arrow IPC, CSV or
+JSON Lines by the output's extension, batch by batch (Parquet and Arrow in
+row groups of about ``OUTPUT_ROWS`` rows), to a temporary name in the same
 directory that is renamed when the job ends well (an interrupted or failed
 run never leaves a file that looks complete).
 
@@ -112,11 +114,11 @@ class Source:
                 md = self._pf.metadata
                 counts = [md.row_group(g).num_rows for g in range(md.num_row_groups)]
             elif self.format == "arrow":
-                self._ipc = _open_ipc(path)
-                self.schema = self._ipc.schema
-                counts = ([self._ipc.get_batch(i).num_rows
-                           for i in range(self._ipc.num_record_batches)]
-                          if isinstance(self._ipc, pa_ipc.RecordBatchFileReader) else None)
+                ipc = _open_ipc(path)
+                self.schema = ipc.schema
+                self._ipc_readers = {}            # columns -> a reader of those fields
+                counts = (_ipc_batch_rows(path)
+                          if isinstance(ipc, pa_ipc.RecordBatchFileReader) else None)
             else:
                 self.schema = self._json().schema
                 counts = None
@@ -159,11 +161,19 @@ class Source:
                                            columns=columns, use_threads=use_threads):
                 yield unit.index, b
         elif self.rows is not None:           # an IPC file: its record batches
-            yield unit.index, self._ipc.get_batch(unit.index).select(columns)
+            key = tuple(columns)
+            if key not in self._ipc_readers:
+                self._ipc_readers[key] = _open_ipc(self.path, self._fields(columns))
+            yield unit.index, self._ipc_readers[key].get_batch(unit.index).select(columns)
         else:                                 # an IPC stream, a JSON Lines file
-            reader = _open_ipc(self.path) if self.format == "arrow" else self._json(use_threads)
+            reader = (_open_ipc(self.path, self._fields(columns)) if self.format == "arrow"
+                      else self._json(use_threads))
             for i, b in enumerate(reader):
                 yield i, b.select(columns)
+
+    def _fields(self, columns):
+        """The schema positions of the columns (those it has)."""
+        return sorted(i for i in map(self.schema.get_field_index, columns) if i >= 0)
 
 
 def map_units(work, columns, fn, threads=2, depth=4):
@@ -235,13 +245,24 @@ def map_units(work, columns, fn, threads=2, depth=4):
         stop.set()
 
 
-def _open_ipc(path):
+def _open_ipc(path, fields=None):
     """An Arrow IPC file (random access), else an IPC stream; read through
-    ordinary file reads, so only the batch being read is in memory."""
+    ordinary file reads, so only the batch being read is in memory, and of
+    it only the fields at the given schema positions (default all)."""
+    options = pa_ipc.IpcReadOptions(included_fields=fields) if fields is not None else None
     try:
-        return pa_ipc.open_file(pa.OSFile(path))
+        return pa_ipc.open_file(pa.OSFile(path), options=options)
     except pa.ArrowInvalid:
-        return pa_ipc.open_stream(pa.OSFile(path))
+        return pa_ipc.open_stream(pa.OSFile(path), options=options)
+
+
+def _ipc_batch_rows(path):
+    """The row count of each record batch of an Arrow IPC file, from a
+    memory map: only the batches' headers are touched (read through a file,
+    every batch would be read whole)."""
+    with pa.memory_map(path) as m:
+        r = pa_ipc.open_file(m)
+        return [r.get_batch(i).num_rows for i in range(r.num_record_batches)]
 
 
 def _rows_per_batch(group, columns):

@@ -16,10 +16,10 @@ divergence"): k1 = d, k2 = d^2 / 2, k3 = exp(r) - 1 - r (>= 0, computed
 without cancellation), abs = |d|; --clamp C limits d to [-C, C] first.
 
 Files are read a batch at a time (a slice of a Parquet row group of
-about 260,000 tokens, an Arrow record batch, a 16 MiB block of JSON), two
-row groups at once on two threads while the kernels compute, so memory is
-bounded by a few batches of the columns read, not by the file (nor, for
-Parquet, by its row groups).  --scheduler runs the job on a Dask cluster,
+about 260,000 tokens, an Arrow record batch, a 16 MiB block of JSON) on
+two threads, each decoding a row group (or batch) and computing its slices
+while they are in the cache, so memory is bounded by a few batches of the
+columns read, not by the file (nor, for Parquet, by its row groups).  --scheduler runs the job on a Dask cluster,
 one task per row group, with the same output and summary.
 
 A null list, and a sequence whose --mask is all False, is an empty
