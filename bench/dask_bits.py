@@ -22,16 +22,7 @@ import numpy as np
 
 import klkit as kk
 import klkit.dask as kd
-
-try:
-    import ml_dtypes
-
-    BF16 = np.dtype(ml_dtypes.bfloat16)
-except ImportError:  # pragma: no cover
-    BF16 = None
-
-DTYPES = [np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)] + (
-    [BF16] if BF16 is not None else [])
+from bits_digest import DTYPES          # bench/ is the script's directory
 CHUNK = 2048
 
 
