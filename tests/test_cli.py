@@ -208,6 +208,47 @@ def test_parallel_readers_keep_file_order(sample, tmp_path, monkeypatch, readers
     assert outs[0].column("row").to_pylist() == [*range(700), *range(50), *range(700)]
 
 
+def test_unit_threads_stay_near_the_unit_in_order(sample, tmp_path):
+    """While the unit in order is slow, the other threads start units at
+    most 2 * threads ahead of it: what is held for file order is bounded,
+    however long the file.  The values still come in file order."""
+    import threading
+    import time
+
+    from klkit import io
+
+    path = tmp_path / "many.parquet"
+    pq.write_table(pq.read_table(sample), path, row_group_size=20)
+    src = io.Source(str(path))
+    n = len(src.units)
+    assert n > 10
+    started, ahead = set(), []
+    lock = threading.Lock()
+
+    def fn(batch):
+        with lock:
+            started.add(batch.index)
+        if batch.index == 0:
+            time.sleep(0.5)
+            with lock:
+                ahead.append(max(started))
+        return batch.index
+
+    got = [(k, v) for k, v, _, _ in io.map_units([(src, u) for u in src.units],
+                                                 ["logprobs", "ref_logprobs"], fn, threads=2)]
+    assert got == [(k, k) for k in range(n)]
+    assert ahead == [3]               # units 1-3 ran meanwhile, none beyond
+
+
+def test_duplicate_column_names_are_one_line(tmp_path, capsys):
+    t = pq.read_table(os.path.join(os.path.dirname(kk.__file__), "data", "sample.parquet"))
+    path = tmp_path / "dup.parquet"
+    pq.write_table(t.append_column("id", t.column("id")), path)
+    assert main(["seq-kl", str(path), "--keep", "id", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "2 columns are named 'id' (--keep)" in err and len(err.splitlines()) == 1
+
+
 def test_null_lists_backed_by_values_and_null_mask_values(tmp_path, capsys):
     """Arrow lets a null list's slot cover values: they are not tokens of
     any sequence.  A null inside a mask list is an error."""

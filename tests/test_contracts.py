@@ -480,6 +480,55 @@ def test_threadpoolctl_sees_and_limits_the_pool(restore_threads):
     assert kk.get_num_threads() == 2
 
 
+THREAD_LIMIT_CODE = """
+import threading
+import numpy as np
+import threadpoolctl
+import klkit as kk
+
+x = np.ones((4, 10), np.float32)
+seen = []
+
+def limited(setter=None):
+    with threadpoolctl.threadpool_limits(1, "openmp"):
+        kk.logsumexp(x, axis=1)
+        seen.append(kk.get_num_threads())
+        if setter is not None:
+            t = threading.Thread(target=kk.set_num_threads, args=(setter,))
+            t.start()
+            t.join()
+            kk.logsumexp(x, axis=1)
+            seen.append(kk.get_num_threads())
+    kk.logsumexp(x, axis=1)
+    seen.append(kk.get_num_threads())
+
+kk.set_num_threads(3)
+t = threading.Thread(target=limited)
+t.start()
+t.join()
+limited(setter=2)
+print(seen)
+"""
+
+
+def test_threadpoolctl_limit_holds_in_any_thread():
+    """A thread's own limit (threadpoolctl's) holds against set_num_threads,
+    in a thread klkit never ran in and while another thread sets a count;
+    after it, the count set applies again.  (In a fresh process whose
+    OpenMP default is the core count, so that a limit of 1 is the thread's
+    own.)"""
+    pytest.importorskip("threadpoolctl")
+    if (os.cpu_count() or 1) == 1:
+        pytest.skip("one core: a limit of 1 is OpenMP's default")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    out = subprocess.run([sys.executable, "-c", THREAD_LIMIT_CODE], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    # a new thread: 1 inside the limit, 3 after; this thread: 1, still 1
+    # after another thread set 2, then 2
+    assert out.stdout.strip() == "[1, 3, 1, 1, 2]"
+
+
 # --------------------------------------------------------------------------
 # bad arguments
 # --------------------------------------------------------------------------

@@ -78,11 +78,45 @@ int kk_set_isa(const char *name)
     return 0;
 }
 
+/* The thread count is process-wide, as users expect of set_num_threads
+ * (torch's is): omp_set_num_threads sets only the calling thread's count,
+ * so a Python thread (a thread pool, a Dask worker thread) would keep
+ * OpenMP's default.  Each set_num_threads is a new generation of the
+ * count; an entry point called from a thread that has not taken the latest
+ * one gives it to that thread, unless the thread holds a count of its own
+ * (threadpoolctl's limit, its own omp_set_num_threads): klkit replaces only
+ * the count it gave the thread last, or OpenMP's default in a thread it
+ * never gave one, and looks again at the next call while the thread's own
+ * count holds. */
+static atomic_int kk_threads;                 /* the count set (0: none yet) */
+static atomic_uint kk_threads_gen;            /* how many times it was set */
+static int kk_threads_default;                /* OpenMP's count before any was set */
+static _Thread_local unsigned kk_threads_seen;
+static _Thread_local int kk_threads_given;    /* the count klkit gave this thread (0: none) */
+
+static void use_threads_set(void)
+{
+#ifdef _OPENMP
+    unsigned gen = atomic_load_explicit(&kk_threads_gen, memory_order_acquire);
+    if (gen == kk_threads_seen) return;
+    int mine = omp_get_max_threads();
+    if (mine != (kk_threads_given ? kk_threads_given : kk_threads_default))
+        return;                               /* the thread's own count holds */
+    int n = atomic_load_explicit(&kk_threads, memory_order_relaxed);
+    omp_set_num_threads(n);
+    kk_threads_given = n;
+    kk_threads_seen = gen;
+#endif
+}
+
 /* KLKIT_ISA=base|avx2|avx512 if set and supported, else the best path */
 void kk_init(void)
 {
     const char *env = getenv("KLKIT_ISA");
     if (!(env && *env && kk_set_isa(env))) kk_set_isa(NULL);
+#ifdef _OPENMP
+    kk_threads_default = omp_get_max_threads();
+#endif
 }
 
 const char *kk_isa(void) { return impl()->name; }
@@ -96,28 +130,6 @@ const char *kk_isas_built(void)
 #endif
 }
 
-/* The thread count is process-wide, as users expect of set_num_threads
- * (torch's is): omp_set_num_threads sets only the calling thread's count,
- * so a Python thread (a thread pool, a Dask worker thread) would keep
- * OpenMP's default.  Each set_num_threads is a new generation of the
- * count; an entry point called from a thread that has not seen the latest
- * one gives the count to that thread first (once: a thread's own later
- * setting, e.g. threadpoolctl's, then holds there). */
-static atomic_int kk_threads;                 /* the count set (0: none yet) */
-static atomic_uint kk_threads_gen;            /* how many times it was set */
-static _Thread_local unsigned kk_threads_seen;
-
-static void use_threads_set(void)
-{
-#ifdef _OPENMP
-    unsigned gen = atomic_load_explicit(&kk_threads_gen, memory_order_acquire);
-    if (gen != kk_threads_seen) {
-        kk_threads_seen = gen;
-        omp_set_num_threads(atomic_load_explicit(&kk_threads, memory_order_relaxed));
-    }
-#endif
-}
-
 /* the plain-name entry points: calls through the table in use */
 #define WRAPPER(isa, name, params, args) \
     void name params { use_threads_set(); impl()->name args; }
@@ -126,8 +138,14 @@ KK_ENTRIES(WRAPPER, )
 void kk_set_num_threads(int n)
 {
     atomic_store_explicit(&kk_threads, n, memory_order_relaxed);
-    atomic_fetch_add_explicit(&kk_threads_gen, 1, memory_order_release);
-    use_threads_set();
+    unsigned gen = atomic_fetch_add_explicit(&kk_threads_gen, 1, memory_order_release) + 1;
+#ifdef _OPENMP
+    omp_set_num_threads(n);                   /* the calling thread: always */
+    kk_threads_given = n;
+    kk_threads_seen = gen;
+#else
+    (void)gen;
+#endif
 }
 
 int kk_get_num_threads(void)

@@ -27,8 +27,8 @@ __all__ = [*dense.__all__, *divergence.__all__, *tokens.__all__, *segments.__all
 def set_num_threads(n):
     """Number of OpenMP threads the kernels use, in every thread of the
     process (the default follows OMP_NUM_THREADS, else the core count).
-    threadpoolctl limits the same pool (in the thread that uses it).
-    Results do not depend on it."""
+    threadpoolctl limits the same pool: its limit holds in the thread that
+    sets it, for as long as it is set.  Results do not depend on it."""
     _kernels.set_num_threads(_args.threads(n))
 
 

@@ -145,8 +145,8 @@ cdef int _code(cnp.ndarray a, str name) except -1:
         code = KK_F16
     elif t == cnp.NPY_FLOAT:
         code = KK_F32
-    elif t == cnp.NPY_DOUBLE:
-        code = KK_F64
+    elif t == cnp.NPY_DOUBLE or (t == cnp.NPY_LONGDOUBLE and cnp.PyArray_ITEMSIZE(a) == 8):
+        code = KK_F64                   # (long double is a double on some platforms)
     elif t == _bf16_num or (t >= NPY_USERDEF and a.dtype.name == "bfloat16"):
         _bf16_num = t                   # a user type: ml_dtypes' bfloat16
         code = KK_BF16

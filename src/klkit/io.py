@@ -117,7 +117,7 @@ class Source:
                 ipc = _open_ipc(path)
                 self.schema = ipc.schema
                 self._ipc_readers = {}            # columns -> a reader of those fields
-                counts = (_ipc_batch_rows(path)
+                counts = (_ipc_batch_rows(path, self.schema)
                           if isinstance(ipc, pa_ipc.RecordBatchFileReader) else None)
             else:
                 self.schema = self._json().schema
@@ -173,7 +173,7 @@ class Source:
 
     def _fields(self, columns):
         """The schema positions of the columns (those it has)."""
-        return sorted(i for i in map(self.schema.get_field_index, columns) if i >= 0)
+        return sorted({i for c in columns for i in self.schema.get_all_field_indices(c)})
 
 
 def map_units(work, columns, fn, threads=2, depth=4):
@@ -182,16 +182,20 @@ def map_units(work, columns, fn, threads=2, depth=4):
     the next unit, decode its batches one at a time (its columns in turn)
     and apply fn to each while it is hot in the cache: several units at
     once keep the cores busier than pyarrow's per-column threads, and
-    pyarrow and klkit's kernels release the GIL.  Yields (k, (value, read
-    s, fn s), None) as they come, k the unit's position in ``work``: a
-    unit's values in order, then (k, None, None) at its end, or (k, None,
-    error) where reading it or fn raised (its later batches are skipped).
-    At most ``depth`` values wait to be taken.  Closing the generator
-    stops the threads."""
+    pyarrow and klkit's kernels release the GIL.
+
+    Yields (k, value, read s, fn s) in file order, k the unit's position
+    in ``work``; an exception raised reading a unit or in fn is raised
+    here when that unit's turn comes, so the first error in file order is
+    the one seen, whichever thread met it.  A thread starts a unit at most
+    2 * threads units ahead of the one in order, and at most ``depth``
+    values wait in the queue, so what is held does not grow with the
+    input.  Closing the generator stops the threads and waits for them."""
     q = queue.Queue(depth)
     stop = threading.Event()
-    claim = itertools.count()             # the next unit to take
-    lock = threading.Lock()
+    turn = threading.Condition()
+    state = {"claim": 0, "head": 0}       # the next unit to take; the unit in order
+    ahead = 2 * threads
 
     def put(item):
         while not stop.is_set():
@@ -202,18 +206,28 @@ def map_units(work, columns, fn, threads=2, depth=4):
                 pass
         return False
 
+    def next_unit():
+        with turn:
+            while not stop.is_set() and state["claim"] >= state["head"] + ahead:
+                turn.wait(0.1)
+            k = state["claim"]
+            state["claim"] += 1
+            return k
+
     def worker():
-        opened = {}                       # a thread's own files: no sharing across threads
+        current = None                    # this thread's own Source of the file it reads
         while True:
-            with lock:
-                k = next(claim)
-            if k >= len(work):
-                return put(None)
+            k = next_unit()
+            if stop.is_set() or k >= len(work):
+                current = None
+                put(None)
+                return
             src, unit = work[k]
             try:
-                if src.path not in opened:
-                    opened[src.path] = Source(src.path)
-                batches = opened[src.path].batches(columns, [unit], use_threads=False)
+                if current is None or current.path != src.path:
+                    current = None        # one file open per thread at a time
+                    current = Source(src.path)
+                batches = current.batches(columns, [unit], use_threads=False)
                 while True:
                     t0 = time.perf_counter()
                     batch = next(batches, None)
@@ -221,11 +235,11 @@ def map_units(work, columns, fn, threads=2, depth=4):
                     if batch is None:
                         break
                     value = fn(batch)
-                    if not put((k, (value, t1 - t0, time.perf_counter() - t1), None)):
+                    if not put((k, (value, t1 - t0, time.perf_counter() - t1))):
                         return
-                item = (k, None, None)
-            except BaseException as exc:  # noqa: BLE001 - handed to the consumer, in order
-                item = (k, None, exc)     # (an interrupt too: the thread must not die silently)
+                item = (k, None)
+            except BaseException as exc:  # noqa: BLE001 - any exception fn raises, in order
+                item = (k, exc)
             if not put(item):
                 return
 
@@ -233,16 +247,35 @@ def map_units(work, columns, fn, threads=2, depth=4):
             for i in range(max(1, min(threads, len(work))))]
     for t in pool:
         t.start()
+    held = {}                             # unit -> its values so far, then None (end) or an error
     try:
         running = len(pool)
         while running:
             item = q.get()
             if item is None:
                 running -= 1
-            else:
-                yield item
+                continue
+            k, got = item
+            held.setdefault(k, []).append(got)
+            while state["head"] in held:
+                h = state["head"]
+                values = held[h]
+                while values and isinstance(values[0], tuple):
+                    yield (h,) + values.pop(0)
+                if not values:
+                    break                 # the unit in order has not ended
+                if values[0] is not None:
+                    raise values[0]
+                del held[h]
+                with turn:
+                    state["head"] += 1
+                    turn.notify_all()
     finally:
         stop.set()
+        with turn:
+            turn.notify_all()
+        for t in pool:
+            t.join()
 
 
 def _open_ipc(path, fields=None):
@@ -256,12 +289,15 @@ def _open_ipc(path, fields=None):
         return pa_ipc.open_stream(pa.OSFile(path), options=options)
 
 
-def _ipc_batch_rows(path):
+def _ipc_batch_rows(path, schema):
     """The row count of each record batch of an Arrow IPC file, from a
-    memory map: only the batches' headers are touched (read through a file,
-    every batch would be read whole)."""
+    memory map and one field (a fixed-width one where there is one): only
+    the batches' headers and that field are touched (in a compressed file,
+    decompressed), not every batch whole."""
+    fixed = [i for i, f in enumerate(schema) if pa.types.is_primitive(f.type)]
+    options = pa_ipc.IpcReadOptions(included_fields=[fixed[0] if fixed else 0])
     with pa.memory_map(path) as m:
-        r = pa_ipc.open_file(m)
+        r = pa_ipc.open_file(m, options=options)
         return [r.get_batch(i).num_rows for i in range(r.num_record_batches)]
 
 

@@ -67,9 +67,9 @@ def add_parser(sub, name):
     p.add_argument("--on-nan", choices=("propagate", "error"), default="propagate",
                    help="a NaN log-prob: propagate to its sequence and count it (default), "
                    "or stop with an error naming it")
-    p.add_argument("--threads", type=int, metavar="N", help="kernel threads (default: all "
-                   "cores but the two that decode the input, at least one; with --scheduler: "
-                   "per worker, default the cores over the workers)")
+    p.add_argument("--threads", type=int, metavar="N", help="kernel threads of each of the "
+                   "two threads that read and compute (default: half the cores, at least one; "
+                   "with --scheduler: per worker, default the cores over the workers)")
     p.add_argument("--scheduler", metavar="S", help="run on a Dask cluster: local (a "
                    "LocalCluster of one worker per core), local:N (N workers), or the address "
                    "of a running scheduler, tcp://HOST:PORT (its workers must read the input "
@@ -100,12 +100,19 @@ def _column(schema, given, defaults, flag, path):
     if given is not None:
         if given not in names:
             raise CliError(f"{path}: no column {given!r} ({flag}); columns: {', '.join(names)}")
-        return given
+        return _unique(names, given, flag, path)
     for name in defaults:
         if name in names:
-            return name
+            return _unique(names, name, flag, path)
     raise CliError(f"{path}: none of the default columns {', '.join(defaults)} ({flag}); "
                    f"columns: {', '.join(names)}; name one with {flag} COL")
+
+
+def _unique(names, name, flag, path):
+    if names.count(name) > 1:
+        raise CliError(f"{path}: {names.count(name)} columns are named {name!r} ({flag}); "
+                       "rename them apart")
+    return name
 
 
 def _check_type(schema, name, flag, path, bool_values=False):
@@ -322,11 +329,10 @@ def print_summary(s, stream):
         f", d clamped to +-{s['clamp']:g}" if s["clamp"] is not None else "") + ")"
     lines = [f"{s['sequences']} sequences ({s['empty_sequences']} empty, "
              f"{s['nan_sequences']} with NaN), {s['tokens']} tokens, {s['seconds']:.2f} s "
-             f"(reading {s['read_seconds']:.2f}, computing {s['compute_seconds']:.2f}, "
-             f"writing {s['write_seconds']:.2f})"]
+             f"(reading {s['read_seconds']:.2f} and computing {s['compute_seconds']:.2f}, "
+             f"summed over the threads that read; writing {s['write_seconds']:.2f})"]
     if "workers" in s:
-        lines.append(f"on {s['workers']} Dask workers ({s['scheduler']}); reading and "
-                     "computing: seconds summed over the workers")
+        lines.append(f"on {s['workers']} Dask workers ({s['scheduler']})")
     if s["clamp"] is not None:
         lines.append(f"clamped tokens: {s['clamped_tokens']}")
     heads = ["estimator", "mean", "std", "min", "p50", "p90", "p99", "max"]
@@ -491,38 +497,17 @@ def _run_here(sources, job, threads):
     """(source, rows, [result], Counts, read s, compute s) of each batch
     of the files, in file order, computed on ``threads`` threads that each
     read and compute one unit (row group) at a time (read s and compute s:
-    those threads' own).  Results of a unit ahead of the one in order are
-    held until that one ends (they are small: a row per sequence), and an
-    error is raised when its unit's turn comes: the first error in the
-    files is the one reported, whichever thread met it."""
+    those threads' own, summed); the first error in file order is raised."""
     from .. import io
 
     def compute(batch):
         return (batch.data.num_rows,) + compute_batch(batch, job)
 
     work = [(src, u) for src in sources for u in src.units]
-    held = {}                             # unit -> its results so far, then "end" or an error
-    head = 0                              # the unit in order
     items = io.map_units(work, job.columns, compute, threads)
     try:
-        for k, value, error in items:
-            if value is not None:
-                (rows, result, counts), read, seconds = value
-                out = (work[k][0], rows, [result], counts, read, seconds)
-                if k == head:
-                    yield out
-                else:
-                    held.setdefault(k, []).append(out)
-                continue
-            held.setdefault(k, []).append(error if error is not None else "end")
-            while head in held and not isinstance(held[head][-1], tuple):
-                for out in held.pop(head):    # a unit that has ended
-                    if isinstance(out, BaseException):
-                        raise out
-                    if out != "end":
-                        yield out
-                head += 1
-            yield from held.pop(head, [])     # the next unit's results so far
+        for k, (rows, result, counts), read, seconds in items:
+            yield work[k][0], rows, [result], counts, read, seconds
     finally:
         items.close()
 
