@@ -353,6 +353,20 @@ def softmax_rows(cnp.ndarray x, int n_lead, bint log, cnp.ndarray out, states=No
         kk_softmax_rows(&dx, lg, &do)
 
 
+cdef const kk_rows *_div_operands(int iop, int pc, cnp.ndarray p, q, int n_lead, kk_rows *dp,
+                                  kk_rows *dq) except? NULL:
+    """dp (and dq, but for the entropy) = the rows of p (and q), checked
+    alike and readable at precision pc; returns dq, or NULL for the entropy."""
+    _describe(p, n_lead, dp, "p")
+    if iop == KK_ENTROPY:
+        _check_prec(pc, dp, NULL)
+        return NULL
+    _describe(q, n_lead, dq, "q")
+    _same_rows(dp, dq, "q")
+    _check_prec(pc, dp, dq)
+    return dq
+
+
 def div_rows(str op, str kind, str prec, cnp.ndarray p, q, int n_lead, double inv_temp,
              double beta, cnp.ndarray out):
     """out[r] = entropy / cross-entropy / KL / JS of row r of p (and q), in
@@ -360,13 +374,7 @@ def div_rows(str op, str kind, str prec, cnp.ndarray p, q, int n_lead, double in
     entropy, cross-entropy or KL state of the row."""
     cdef kk_rows dp, dq
     cdef int iop = OPS[op], ikind = KINDS[kind], pc = _prec(prec)
-    _describe(p, n_lead, &dp, "p")
-    cdef const kk_rows *pq = NULL
-    if iop != KK_ENTROPY:
-        _describe(q, n_lead, &dq, "q")
-        _same_rows(&dp, &dq, "q")
-        pq = &dq
-    _check_prec(pc, &dp, pq)
+    cdef const kk_rows *pq = _div_operands(iop, pc, p, q, n_lead, &dp, &dq)
     cdef double *o
     cdef void *st
     if out.dtype == ENTROPY_STATE and iop == KK_ENTROPY or out.dtype == KL_STATE and iop == KK_KL \
@@ -390,13 +398,7 @@ def div_carry(str op, str kind, str prec, cnp.ndarray p, q, int n_lead, double i
     describes."""
     cdef kk_rows dp, dq
     cdef int iop = OPS[op], ikind = KINDS[kind], pc = _prec(prec)
-    _describe(p, n_lead, &dp, "p")
-    cdef const kk_rows *pq = NULL
-    if iop != KK_ENTROPY:
-        _describe(q, n_lead, &dq, "q")
-        _same_rows(&dp, &dq, "q")
-        pq = &dq
-    _check_prec(pc, &dp, pq)
+    cdef const kk_rows *pq = _div_operands(iop, pc, p, q, n_lead, &dp, &dq)
     if ikind == KK_LOGITS and iop != KK_KL:
         raise ValueError("op: from logits only KL carries its row loop")
     dtype = KL_CARRY if ikind == KK_LOGITS else np.dtype(np.float64)

@@ -6,7 +6,7 @@ import numpy as np
 
 from .. import _args, _kernels
 from .. import divergence as _divergence
-from .._arrays import common_dtype, kernel_precision, precision, result_dtype
+from .._arrays import common_dtype, kernel_precision, narrowed, precision, result_dtype
 from ._graph import (BLOCK, chain, empty_carry, float_dtype, kernel_inv_t, map_whole, meta,
                      one_chunk, operand, owned, state_values, tree)
 
@@ -110,8 +110,7 @@ def _divergence_graph(op, arrays, axis, kind, base, temperature, beta=0.5):
     ax = _args.distribution_axis(axis, len(shape))
     work = kernel_precision(dtype, temperature) if kind == "logits" else dtype
     # a float64 operand of a narrower computation is a Python scalar: cast as klkit does
-    xs = [a.astype(work) if work is not None and a.dtype.name == "float64" and
-          np.dtype(work).name != "float64" else a for a, _ in ops]
+    xs = [narrowed(a, work) if work is not None else a for a, _ in ops]
     xs = list(da.broadcast_arrays(*xs)) if len(xs) > 1 else [da.broadcast_to(xs[0], shape)]
     fn = getattr(_divergence, op)
     kw = dict(kind=kind, base=base, temperature=temperature)
