@@ -85,6 +85,43 @@
        void *out),                                                             \
       (est, prec, x, y, clamp, out))                                          \
                                                                                \
+    /* ---- backward (grad.c, for torch autograd): the gradient of a row op   \
+     * with respect to an input's rows, written into out (rows alike in      \
+     * number and length with the input; any float dtype: 16-bit rounded to  \
+     * nearest even; not overlapping the inputs), elementwise per row from   \
+     * per-row numbers the forward saved. ---- */                            \
+                                                                               \
+    /* token rows, logsumexp, entropy of logits: out_c = a p_c + b p_c log p_c \
+     * + e w_c (+ d at c = targets[r]) with p = softmax(x[r] * inv_temp) from \
+     * lse[r] and coef[4r .. 4r+3] = {a, b, d, e}; targets NULL: no d term;    \
+     * weight NULL: all ones, else n values of the precision's type.  A row  \
+     * whose four coefficients are 0 is written as zeros without being read \
+     * (lse and target ignored); one whose lse is not finite is NaN.  Every  \
+     * target of the other rows must be in [0, n). */                        \
+    X(isa, kk_token_grad,                                                      \
+      (int prec, const kk_rows *x, const int64_t *targets, double inv_temp,    \
+       const double *lse, const double *coef, const void *weight,             \
+       const kk_rows *out),                                                    \
+      (prec, x, targets, inv_temp, lse, coef, weight, out))                    \
+                                                                               \
+    /* g[r] times the gradient of op(p, q) of row r (kind; inv_temp scales     \
+     * logits) into dp and dq (either NULL: not wanted; dq NULL for          \
+     * KK_ENTROPY); logits need saved[3r .. 3r+2] = lse of p, lse of q,      \
+     * value in nats (saved NULL for log-probs) */                           \
+    X(isa, kk_div_grad,                                                        \
+      (int op, int kind, int prec, const kk_rows *p, const kk_rows *q,         \
+       double inv_temp, double beta, const double *saved, const double *g,     \
+       const kk_rows *dp, const kk_rows *dq),                                  \
+      (op, kind, prec, p, q, inv_temp, beta, saved, g, dp, dq))                \
+                                                                               \
+    /* softmax (log_ = 0) / log_softmax (log_ = 1) backward: from the rows of  \
+     * the output y and of the upstream gradient gy (both of the precision's \
+     * type), the gradient with respect to the input into out */             \
+    X(isa, kk_softmax_grad,                                                    \
+      (int log_, int prec, const kk_rows *y, const kk_rows *gy,               \
+       const kk_rows *out),                                                    \
+      (log_, prec, y, gy, out))                                                \
+                                                                               \
     /* ---- reduction states (private: for reductions of a row or sequence   \
      * cut into pieces, e.g. by a Dask graph).  Each writes per row (per      \
      * sequence) the state the functions above take their value from; the    \

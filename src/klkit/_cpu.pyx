@@ -58,6 +58,14 @@ cdef extern from "klkit_cpu.h":
                        int64_t *count) nogil
     void kk_kl_estimate(int est, int prec, const kk_rows *x, const kk_rows *y, double clamp,
                         void *out) nogil
+    void kk_token_grad(int prec, const kk_rows *x, const int64_t *targets, double inv_temp,
+                       const double *lse, const double *coef, const void *weight,
+                       const kk_rows *out) nogil
+    void kk_div_grad(int op, int kind, int prec, const kk_rows *p, const kk_rows *q,
+                     double inv_temp, double beta, const double *saved, const double *g,
+                     const kk_rows *dp, const kk_rows *dq) nogil
+    void kk_softmax_grad(int log_, int prec, const kk_rows *y, const kk_rows *gy,
+                         const kk_rows *out) nogil
     # reduction states and their combines (the math headers)
     ctypedef struct kk_lse_t:
         double m, s
@@ -238,6 +246,18 @@ cdef int _describe(cnp.ndarray a, int n_lead, kk_rows *d, str name, int code=-1)
     return 0
 
 
+cdef int _distinct(const kk_rows *d, str name) except -1:
+    """An output's elements must be distinct: a step 0 along an axis of
+    length > 1 repeats one."""
+    for i in range(d.lead_ndim):
+        if d.lead_step[i] == 0 and d.lead_shape[i] > 1:
+            raise ValueError(f"{name}: elements may not overlap")
+    for i in range(d.row_ndim):
+        if d.row_step[i] == 0 and d.row_shape[i] > 1:
+            raise ValueError(f"{name}: elements may not overlap")
+    return 0
+
+
 cdef int _same_rows(const kk_rows *a, const kk_rows *b, str name) except -1:
     if a.n_rows != b.n_rows or a.n != b.n:
         raise ValueError(f"{name}: {b.n_rows} rows of {b.n}, expected {a.n_rows} of {a.n}")
@@ -337,12 +357,7 @@ def softmax_rows(cnp.ndarray x, int n_lead, bint log, cnp.ndarray out, states=No
             or not out.flags.writeable:
         raise ValueError(f"out: expected a writeable {want} array of shape {shape}")
     _describe(out, n_lead, &do, "out")
-    for i in range(do.lead_ndim):       # a step 0 along an axis of length > 1 repeats
-        if do.lead_step[i] == 0 and do.lead_shape[i] > 1:
-            raise ValueError("out: elements may not overlap")
-    for i in range(do.row_ndim):
-        if do.row_step[i] == 0 and do.row_shape[i] > 1:
-            raise ValueError("out: elements may not overlap")
+    _distinct(&do, "out")
     cdef int lg = log
     if states is not None:
         st = <const kk_lse_t *>_states(states, LSE_STATE, dx.n_rows, "states", False)
@@ -438,6 +453,111 @@ def token_rows(str prec, cnp.ndarray x, int n_lead, cnp.ndarray targets, long lo
     cdef int64_t ig = ignore_index
     with nogil:
         kk_token_rows(pc, &dx, pt, ig, inv_temp, pw, o_lp, o_ent, o_lse, o_sm)
+
+
+# --------------------------------------------------------------------------
+# backward (torch autograd, _autograd.py): gradients with respect to rows
+# --------------------------------------------------------------------------
+
+cdef int _grad_out(cnp.ndarray out, cnp.ndarray like, int n_lead, kk_rows *d,
+                   str name) except -1:
+    """d = out: a writeable array of like's shape and dtype, distinct
+    elements, described as rows like like's."""
+    if (<object>out).shape != (<object>like).shape or out.dtype != like.dtype \
+            or not out.flags.writeable:
+        raise ValueError(f"{name}: expected a writeable {like.dtype} array of shape "
+                         f"{(<object>like).shape}")
+    _describe(out, n_lead, d, name)
+    _distinct(d, name)
+    return 0
+
+
+cdef const double *_f64_vector(cnp.ndarray a, int64_t n, str name) except NULL:
+    if a.ndim != 1 or a.shape[0] != n or not _is(a, c'f', 8) or not a.flags.c_contiguous \
+            or not a.flags.aligned:
+        raise ValueError(f"{name}: expected a contiguous float64 vector of length {n}")
+    return <const double *>cnp.PyArray_DATA(a)
+
+
+def token_grad(str prec, cnp.ndarray x, int n_lead, targets, double inv_temp, cnp.ndarray lse,
+               cnp.ndarray coef, weight, cnp.ndarray out):
+    """Row r of out = coef[r, 0] p + coef[r, 1] p log p + coef[r, 3] w
+    (+ coef[r, 2] at targets[r]), p = softmax(row r of x * inv_temp) from
+    lse[r] (kk_token_grad); targets None: no target term.  coef: float64
+    [n_rows, 4]; rows whose coefficients are all 0 are zeros."""
+    cdef kk_rows dx, do
+    cdef int pc = _prec(prec)
+    _describe(x, n_lead, &dx, "logits")
+    _check_prec(pc, &dx, NULL)
+    _grad_out(out, x, n_lead, &do, "out")
+    cdef int64_t n_rows = dx.n_rows, n = dx.n, i, t
+    cdef const double *pl = _f64_vector(lse, n_rows, "lse")
+    cdef const double *pc4 = _f64_vector(coef.reshape(-1), 4 * n_rows, "coef")
+    cdef const int64_t *pt = NULL
+    if targets is not None:
+        pt = _i64_vector(targets, n_rows, "targets")
+        for i in range(n_rows):         # a target is read unless the row is all zero
+            t = pt[i]
+            if (t < 0 or t >= n) and (pc4[4 * i] != 0 or pc4[4 * i + 1] != 0
+                                      or pc4[4 * i + 2] != 0 or pc4[4 * i + 3] != 0):
+                raise ValueError(f"targets: index {t} at row {i} is outside [0, {n})")
+    cdef const void *pw = NULL
+    cdef cnp.ndarray wa
+    if weight is not None:
+        wa = weight
+        if not _is(wa, c'f', 8 if pc == KK_F64 else 4) or wa.ndim != 1 or wa.shape[0] != n \
+                or not wa.flags.c_contiguous:
+            raise ValueError(f"weight: expected a contiguous {prec} vector of {n} values")
+        pw = cnp.PyArray_DATA(wa)
+    with nogil:
+        kk_token_grad(pc, &dx, pt, inv_temp, pl, pc4, pw, &do)
+
+
+def div_grad(str op, str kind, str prec, cnp.ndarray p, q, int n_lead, double inv_temp,
+             double beta, saved, cnp.ndarray g, dp, dq):
+    """g[r] times the gradient of op of row r of p (and q) into dp and dq
+    (arrays like p and q, or None where not wanted); saved: float64
+    [n_rows, 3] (lse of p, lse of q, value in nats) for logits, else None."""
+    cdef kk_rows rp, rq, op_, oq_
+    cdef int iop = OPS[op], ikind = KINDS[kind], pc = _prec(prec)
+    cdef const kk_rows *pq = _div_operands(iop, pc, p, q, n_lead, &rp, &rq)
+    cdef const kk_rows *pdp = NULL
+    cdef const kk_rows *pdq = NULL
+    if dp is not None:
+        _grad_out(dp, p, n_lead, &op_, "dp")
+        pdp = &op_
+    if dq is not None:
+        if iop == KK_ENTROPY:
+            raise ValueError("dq: the entropy has one argument")
+        _grad_out(dq, q, n_lead, &oq_, "dq")
+        pdq = &oq_
+    cdef const double *ps = NULL
+    if ikind == KK_LOGITS:
+        if saved is None:
+            raise ValueError("saved: logits need the forward's lse and value per row")
+        ps = _f64_vector(saved.reshape(-1), 3 * rp.n_rows, "saved")
+    cdef const double *pg = _f64_vector(g, rp.n_rows, "g")
+    with nogil:
+        kk_div_grad(iop, ikind, pc, &rp, pq, inv_temp, beta, ps, pg, pdp, pdq)
+
+
+def softmax_grad(bint log, cnp.ndarray y, cnp.ndarray gy, int n_lead, cnp.ndarray out):
+    """Row r of out = the softmax (log_softmax) backward of row r of the
+    output y and the upstream gradient gy (both float32, or both float64),
+    out like the forward's input."""
+    cdef kk_rows dy, dg, do
+    _describe(y, n_lead, &dy, "y")
+    _describe(gy, n_lead, &dg, "gy")
+    _same_rows(&dy, &dg, "gy")
+    if dy.dtype != dg.dtype or dy.dtype not in (KK_F32, KK_F64):
+        raise ValueError("gy: expected float32 or float64, the dtype of y")
+    if (<object>out).shape != (<object>y).shape or not out.flags.writeable:
+        raise ValueError(f"out: expected a writeable array of shape {(<object>y).shape}")
+    _describe(out, n_lead, &do, "out")
+    _distinct(&do, "out")
+    cdef int lg = log, pc = dy.dtype
+    with nogil:
+        kk_softmax_grad(lg, pc, &dy, &dg, &do)
 
 
 # --------------------------------------------------------------------------

@@ -288,4 +288,33 @@ static KLKIT_HD float kk_f16_to_f32(uint16_t h)
     return kk_f32_from_bits(v | ((hh & 0x8000u) << 16));
 }
 
+/* float32 to the 16-bit floats, rounded to nearest even, vectorisable (the
+ * gradients of 16-bit inputs are written in their input's type).
+ * bfloat16: add 0x7fff plus the lowest kept bit, keep the top half; a NaN
+ * keeps its top half with the quiet bit set (rounding could make it inf).
+ * IEEE half: below 2^-14 (half subnormals and zero) add 0.5, whose
+ * exponent puts the half's 2^-24 unit at the float's last bit, so the float
+ * addition itself rounds to even, and take the low bits; in the normal
+ * range rebias the exponent (127 -> 15) and round on the 13 dropped bits
+ * as for bfloat16; from 65520 up the rounding reaches 2^16: inf; NaN stays
+ * a quiet NaN. */
+static KLKIT_HD uint16_t kk_f32_to_bf16(float f)
+{
+    uint32_t u = kk_bits_f32(f);
+    uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+    return (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? (u >> 16) | 0x40u : r);
+}
+
+static KLKIT_HD uint16_t kk_f32_to_f16(float f)
+{
+    uint32_t u = kk_bits_f32(f);
+    uint32_t sign = (u >> 16) & 0x8000u, a = u & 0x7fffffffu;
+    uint32_t sub = kk_bits_f32(kk_f32_from_bits(a) + 0.5f) - 0x3f000000u;
+    uint32_t nrm = (a + 0xc8000fffu + ((a >> 13) & 1u)) >> 13;    /* -112 << 23 = 0xc8000000 */
+    uint32_t h = a < 0x38800000u ? sub : nrm;                      /* 2^-14 */
+    h = a >= 0x47800000u ? 0x7c00u : h;                            /* 2^16: inf */
+    h = a > 0x7f800000u ? 0x7e00u : h;                             /* NaN */
+    return (uint16_t)(h | sign);
+}
+
 #endif
