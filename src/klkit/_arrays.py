@@ -57,6 +57,18 @@ def _torch_out(r):
         else torch.tensor(r)
 
 
+def wants_grad(*xs):
+    """Whether an argument is a torch tensor that requires grad, with grad
+    mode on: the call then goes through klkit's autograd functions
+    (_autograd.py).  Costs an attribute lookup for any other input."""
+    for x in xs:
+        if getattr(x, "requires_grad", False):
+            import torch
+
+            return torch.is_grad_enabled()
+    return False
+
+
 def identity(r):
     """The wrap of NumPy input: results as they are."""
     return r

@@ -32,7 +32,7 @@ import math
 import numpy as np
 
 from . import _args, _kernels
-from ._arrays import as_input, float_input, kernel_view, moved, result_dtype, rows
+from ._arrays import as_input, float_input, kernel_view, moved, result_dtype, rows, wants_grad
 from ._registry import public
 
 __all__ = ["logsumexp", "softmax", "log_softmax"]
@@ -65,6 +65,10 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
     Weights, ``return_sign`` and complex input are computed by
     ``klkit.reference.logsumexp`` (float64 NumPy, same rules).
     """
+    if wants_grad(a, b):
+        from . import _autograd
+
+        return _autograd.logsumexp(a, axis, b, keepdims, return_sign)
     a, wrap = as_input(a, "a")
     if b is not None or return_sign or a.dtype.kind == "c":
         res = _kernels.twin("logsumexp")(a, axis=axis, b=b, keepdims=keepdims,
@@ -84,6 +88,10 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
 
 
 def _softmax_family(x, axis, out, log):
+    if wants_grad(x):
+        from . import _autograd
+
+        return _autograd.softmax(x, axis, out, log)
     name = "log_softmax" if log else "softmax"
     x, wrap = as_input(x, "x")
     if x.dtype.kind == "c":

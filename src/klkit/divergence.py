@@ -19,12 +19,13 @@ tests/test_divergence.py.
 """
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
 from . import _args, _kernels
 from ._arrays import (as_input, common_dtype, finish, float_input, kernel_precision,
-                      narrowed, precision, result_dtype, rows)
+                      narrowed, precision, result_dtype, rows, wants_grad)
 from ._registry import public
 
 __all__ = ["entropy", "cross_entropy", "kl_div", "js_div"]
@@ -40,13 +41,22 @@ def _as_logs(a, kind, work):
         return "logits", np.log(a)     # p < 0 gives NaN: that row is NaN
 
 
-def _reduce(op, arrays, axis, kind, base, temperature, beta=0.5):
-    kind = _args.kind(kind)
-    temperature = _args.temperature(temperature, kind)
-    log_base = _args.log_base(base)
+class _Operands(NamedTuple):
+    """The inputs of a divergence as the kernels read them."""
+    views: list          # p (and q) as rows over the distribution axis, broadcast
+    n_lead: int
+    kept_shape: tuple
+    axis: int            # the distribution axis of the broadcast shape
+    kind: str            # the kernels' kind ("probs" arrive as "logits")
+    prec: str            # the working precision, None where only the twin computes
+    out_dtype: object
+    arrays: list         # the float inputs before broadcasting
+    wrap: object
+
+
+def _operands(op, arrays, axis, kind, temperature):
     names = ("p", "q")
     inputs = [as_input(a, n) for a, n in zip(arrays, names)]
-    wrap = inputs[0][1]
     arrs = [float_input(a, n) for (a, _), n in zip(inputs, names)]
     dtype = common_dtype(*[(orig, a.dtype) for orig, a in zip(arrays, arrs)])
     try:
@@ -54,28 +64,41 @@ def _reduce(op, arrays, axis, kind, base, temperature, beta=0.5):
     except ValueError:
         raise ValueError(f"p, q: shapes {arrs[0].shape} and {arrs[1].shape} "
                          "do not broadcast") from None
-    out_dtype = result_dtype(dtype)
     ax = _args.distribution_axis(axis, len(shape))
     work = kernel_precision(dtype, temperature) if kind == "logits" else dtype
-    if work is None:       # 1/T beyond even float64's range: the NumPy twin
+    views, n_lead, kept_shape, k = [], 0, shape[:ax] + shape[ax + 1:], kind
+    if work is not None:
+        for a in arrs:       # each in its own dtype: the kernels convert chunk by chunk
+            k, a = _as_logs(np.broadcast_to(narrowed(a, work), shape), kind, work)
+            v, n_lead, kept_shape = rows(a, (ax,))
+            views.append(v)
+    return _Operands(views, n_lead, kept_shape, ax, k, None if work is None else precision(work),
+                     result_dtype(dtype), arrs, inputs[0][1])
+
+
+def _reduce(op, arrays, axis, kind, base, temperature, beta=0.5):
+    kind = _args.kind(kind)
+    temperature = _args.temperature(temperature, kind)
+    log_base = _args.log_base(base)
+    if wants_grad(*arrays):
+        from . import _autograd
+
+        return _autograd.divergence(op, arrays, axis, kind, base, temperature, beta)
+    o = _operands(op, arrays, axis, kind, temperature)
+    if o.prec is None:       # 1/T beyond even float64's range: the NumPy twin
         extra = {"beta": beta} if op == "js_div" else {}
-        r = _kernels.twin(op)(*[a.astype(np.float64) for a in arrs], axis=ax, kind=kind,
-                              base=base, temperature=temperature, **extra)
-        r = np.asarray(r).astype(out_dtype)
-        return wrap(r[()] if r.ndim == 0 else r)
-    views = []
-    for a in arrs:       # each in its own dtype: the kernels convert chunk by chunk
-        k, a = _as_logs(np.broadcast_to(narrowed(a, work), shape), kind, work)
-        v, n_lead, kept_shape = rows(a, (ax,))
-        views.append(v)
-    out = np.empty(math.prod(kept_shape), np.float64)
+        r = _kernels.twin(op)(*[a.astype(np.float64) for a in o.arrays], axis=o.axis,
+                              kind=kind, base=base, temperature=temperature, **extra)
+        r = np.asarray(r).astype(o.out_dtype)
+        return o.wrap(r[()] if r.ndim == 0 else r)
+    out = np.empty(math.prod(o.kept_shape), np.float64)
     if out.size:
-        _kernels.backend(*views).div_rows(op, k, precision(work), views[0],
-                                          views[1] if len(views) > 1 else None, n_lead,
-                                          1.0 / temperature, float(beta), out)
+        _kernels.backend(*o.views).div_rows(op, o.kind, o.prec, o.views[0],
+                                            o.views[1] if len(o.views) > 1 else None,
+                                            o.n_lead, 1.0 / temperature, float(beta), out)
     if log_base is not None:
         out /= log_base
-    return finish(out, kept_shape, out_dtype, wrap)
+    return finish(out, o.kept_shape, o.out_dtype, o.wrap)
 
 
 @public("divergence", ("p",))

@@ -65,7 +65,7 @@ import numpy as np
 from . import _args, _kernels
 from ._registry import public
 from ._arrays import (as_input, common_dtype, float_input, identity, is_arrow, kernel_view,
-                      narrowed, precision, result_dtype, rows)
+                      narrowed, precision, result_dtype, rows, wants_grad)
 
 __all__ = ["segment_sum", "segment_mean", "segment_max", "segment_logsumexp",
            "kl_estimate", "seq_kl", "agg_loss"]
@@ -155,6 +155,10 @@ def _run(op, lay, empty, dtype, est=None, other=None, clamp=math.inf, want_count
 
 
 def _reduce(op, values, offsets, mask, empty):
+    if wants_grad(values):
+        from . import _autograd
+
+        return _autograd.segment(op, values, offsets, mask, empty)
     empty = _args.empty(empty)
     lay = _layout(values, offsets, mask)
     out, _ = _run(op, lay, empty, lay.dtype)
@@ -268,6 +272,10 @@ def kl_estimate(logp, ref_logp, estimator="k1", *, clamp=None):
     logp and ref_logp broadcast; the result has the broadcast shape and is
     float32 (float64 when the inputs promote to float64).
     """
+    if wants_grad(logp, ref_logp):
+        from . import _autograd
+
+        return _autograd.kl_estimate(logp, ref_logp, estimator, clamp)
     est = _args.estimator(estimator)
     c = _args.clamp(clamp)
     a, wrap = as_input(logp, "logp")
@@ -343,6 +351,10 @@ def seq_kl(logp, ref_logp, offsets=None, *, mask=None, estimator="k1", reduce="s
     result.  An empty sequence gives ``empty`` (default 0.0 for both
     reductions).  Result float32 (float64 for float64 input).
     """
+    if wants_grad(logp, ref_logp):
+        from . import _autograd
+
+        return _autograd.seq_kl(logp, ref_logp, offsets, mask, estimator, reduce, clamp, empty)
     est = _args.estimator(estimator)
     c = _args.clamp(clamp)
     reduce = _args.reduce(reduce)
@@ -403,6 +415,11 @@ def agg_loss(values, offsets=None, *, mask=None, mode="token-mean", num_tokens=N
     and rounded once; returns a NumPy scalar, float32 (float64 for float64
     input), or a 0-d torch tensor for torch input.
     """
+    if wants_grad(values):
+        from . import _autograd
+
+        return _autograd.agg_loss(values, offsets, mask, mode, num_tokens, num_seqs,
+                                  norm_length)
     mode = _args.mode(mode)
     num_tokens = _args.count(num_tokens, "num_tokens")
     num_seqs = _args.count(num_seqs, "num_seqs")

@@ -25,7 +25,7 @@ import numpy as np
 from . import _args, _kernels
 from ._registry import public
 from ._arrays import (as_input, finish, float_input, kernel_precision, precision, result_dtype,
-                      rows)
+                      rows, wants_grad)
 
 __all__ = ["token_logprobs", "softmax_cross_entropy", "TokenLogprobs"]
 
@@ -114,6 +114,11 @@ def token_logprobs(logits, targets, *, temperature=1.0, ignore_index=-100,
     gives NaN; a -inf target logit in a finite row gives -inf.
     """
     t = _args.temperature(temperature)
+    if wants_grad(logits):
+        from . import _autograd
+
+        return _autograd.token_logprobs(logits, targets, t, ignore_index, return_entropy,
+                                        return_lse)
     v, tgt, ignore_index, lead, dtype, wrap = _prepare(logits, targets, ignore_index)
     work = kernel_precision(v.dtype, t)
     if work is None:       # 1/T beyond even float64's range: the NumPy twin
@@ -164,6 +169,11 @@ def softmax_cross_entropy(logits, targets, *, weight=None, ignore_index=-100,
     0 * -inf = nan there).  A -inf logit of positive weight makes the
     smoothed loss +inf, as in torch.
     """
+    if wants_grad(logits):
+        from . import _autograd
+
+        return _autograd.softmax_cross_entropy(logits, targets, weight, ignore_index,
+                                               label_smoothing, reduction)
     v, tgt, ignore_index, lead, dtype, wrap = _prepare(logits, targets, ignore_index)
     n_classes = v.shape[-1]
     reduction = _args.reduction(reduction)

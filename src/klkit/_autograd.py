@@ -1,0 +1,612 @@
+"""torch autograd through klkit's public functions.
+
+A public function called with a torch tensor that requires grad (grad mode
+on) runs here: a ``torch.autograd.Function`` whose forward is the same
+kernels as the no-grad path, saving O(1) numbers per row (the row's lse,
+its value, its entropy) besides the inputs autograd already holds, and
+whose backward is a streaming kernel (kernels/cpu/grad.c) that reads each
+input row once and writes its gradient once, in the input's dtype (16-bit
+inputs: computed in float32, rounded to nearest even).  No [N, V] array is
+saved or formed but the gradient itself.
+
+The segment family (segment_*, kl_estimate, seq_kl, agg_loss) is linear in
+its per-token terms: its backward is per-token torch arithmetic in float64
+on arrays of the token count, the gradient's own size.
+
+Double backward is not supported (each backward is marked
+once_differentiable: asking for it raises a RuntimeError that says so).
+"""
+import math
+
+import numpy as np
+import torch
+from torch.autograd.function import once_differentiable
+
+from . import _args, _kernels
+from ._arrays import (as_input, float_input, kernel_precision, kernel_view, precision,
+                      result_dtype, rows)
+
+
+def _np(t, name):
+    """The numpy view of a (detached) torch tensor, as the no-grad path sees it."""
+    return as_input(t.detach() if isinstance(t, torch.Tensor) else t, name)[0]
+
+
+def _torch(a, like):
+    """A numpy gradient as a torch tensor of like's dtype and device (bfloat16
+    numpy arrays carried over bit for bit)."""
+    if like.dtype == torch.bfloat16:
+        return torch.from_numpy(np.ascontiguousarray(a).view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(a).to(like.dtype)
+
+
+def _flat64(g, n):
+    """An upstream gradient as n float64 values (a copy: O(rows))."""
+    return np.ascontiguousarray(g.detach().to(torch.float64).reshape(-1).numpy()).reshape(n)
+
+
+def _unmove(a, axes):
+    """Undo _arrays.moved: a has the kept axes first, the reduced ``axes`` last."""
+    nd = a.ndim
+    order = [i for i in range(nd) if i not in axes] + list(axes)
+    return np.transpose(a, np.argsort(order))
+
+
+def _lse_rows(v, n_lead, prec, inv_temp):
+    """float64 lse of each row of v * inv_temp (the token kernel, any target)."""
+    n = math.prod(v.shape[:n_lead]) if n_lead else 1
+    lp, lse = np.empty(n), np.empty(n)
+    if n and v.size:
+        _kernels.backend(v).token_rows(prec, v, n_lead, np.zeros(n, np.int64), -1, inv_temp,
+                                       None, lp, None, lse, None)
+    elif n:
+        lse[:] = -np.inf
+    return lse
+
+
+def _check_temperature(work, name):
+    if work is None:
+        raise ValueError(f"{name}: gradients need a temperature in [1e-307, 1e305] "
+                         "(beyond it only the NumPy reference computes the value)")
+
+
+# --------------------------------------------------------------------------
+# tokens
+# --------------------------------------------------------------------------
+
+class _TokenLogprobs(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, logits, targets, temperature, ignore_index, want_ent):
+        from .tokens import _prepare
+
+        v, tgt, ig, lead, dtype, wrap = _prepare(logits.detach(), targets, ignore_index)
+        work = kernel_precision(v.dtype, temperature)
+        _check_temperature(work, "temperature")
+        n = tgt.shape[0]
+        lp, lse = np.empty(n), np.empty(n)
+        ent = np.empty(n) if want_ent else None
+        if n:
+            _kernels.backend(v).token_rows(precision(work), v, v.ndim - 1, tgt, ig,
+                                           1.0 / temperature, None, lp, ent, lse, None)
+        ctx.save_for_backward(logits)
+        ctx.tgt, ctx.keep, ctx.lse, ctx.ent = tgt, tgt != ig, lse, ent
+        ctx.t, ctx.prec = temperature, precision(work)
+        outs = [lp, ent if want_ent else np.zeros(n), lse]
+        res = [torch.from_numpy(np.ascontiguousarray(o.reshape(lead).astype(dtype)))
+               for o in outs]
+        if not want_ent:
+            ctx.mark_non_differentiable(res[1])
+        return tuple(res)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g_lp, g_ent, g_lse):
+        (logits,) = ctx.saved_tensors
+        n = ctx.tgt.shape[0]
+        x = float_input(_np(logits, "logits"), "logits")
+        t = ctx.t
+        g1 = _flat64(g_lp, n)
+        g3 = _flat64(g_lse, n)
+        coef = np.zeros((n, 4))
+        # d log p_t = (onehot_t - p) / T, dH = -p (log p + H) / T, d lse = p / T
+        coef[:, 0] = -g1 + g3
+        coef[:, 2] = g1
+        if ctx.ent is not None:
+            g2 = _flat64(g_ent, n)
+            coef[:, 0] -= g2 * ctx.ent
+            coef[:, 1] = -g2
+        coef /= t
+        coef[~ctx.keep] = 0.0          # ignored positions: constant outputs
+        v = kernel_view(x, x.ndim - 1)
+        out = np.empty(v.shape, v.dtype)
+        if out.size:
+            _kernels.backend(v).token_grad(ctx.prec, v, v.ndim - 1, ctx.tgt, 1.0 / t, ctx.lse,
+                                           coef, None, out)
+        return _torch(out, logits), None, None, None, None
+
+
+def token_logprobs(logits, targets, temperature, ignore_index, return_entropy, return_lse):
+    from .tokens import TokenLogprobs
+
+    lp, ent, lse = _TokenLogprobs.apply(logits, targets, temperature, ignore_index,
+                                        return_entropy)
+    if not (return_entropy or return_lse):
+        return lp
+    return TokenLogprobs(lp, ent if return_entropy else None, lse if return_lse else None)
+
+
+class _SoftmaxCrossEntropy(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, logits, targets, weight, ignore_index, eps, reduction):
+        from .tokens import _loss, _prepare
+
+        v, tgt, ig, lead, dtype, wrap = _prepare(logits.detach(), targets, ignore_index)
+        C = v.shape[-1]
+        w64 = _args.class_weights(None if weight is None else _np(weight, "weight"), C)
+        n = tgt.shape[0]
+        lp, lse = np.empty(n), np.empty(n)
+        smooth = np.empty(n) if eps else None
+        prec = precision(v.dtype)
+        wk = None if w64 is None else w64.astype(prec)
+        if n:
+            _kernels.backend(v).token_rows(prec, v, v.ndim - 1, tgt, ig, 1.0,
+                                           wk if eps else None, lp, None, lse, smooth)
+        keep = tgt != ig
+        loss = _loss(lp, smooth, tgt, keep, w64, eps, C, reduction)
+        ctx.save_for_backward(logits)
+        ctx.tgt, ctx.keep, ctx.lse, ctx.w, ctx.wk = tgt, keep, lse, w64, wk
+        ctx.eps, ctx.reduction, ctx.prec, ctx.C = eps, reduction, prec, C
+        if reduction == "mean":
+            w_t = np.where(keep, 1.0 if w64 is None else w64[np.where(keep, tgt, 0)], 0.0)
+            ctx.den = math.fsum(w_t)
+        r = np.asarray(loss).reshape(lead if reduction == "none" else ()).astype(dtype)
+        return torch.from_numpy(np.ascontiguousarray(r))
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g):
+        (logits,) = ctx.saved_tensors
+        n, eps, C, tgt, keep = ctx.tgt.shape[0], ctx.eps, ctx.C, ctx.tgt, ctx.keep
+        if ctx.reduction == "none":
+            gi = _flat64(g, n)
+        else:
+            gi = np.full(n, float(g))
+            if ctx.reduction == "mean":
+                gi = gi / ctx.den if ctx.den else np.zeros(n)
+        w_t = np.where(keep, 1.0 if ctx.w is None else ctx.w[np.where(keep, tgt, 0)], 0.0)
+        W = float(C) if ctx.w is None else math.fsum(ctx.w)
+        # loss_i = (1-eps) (-w_t log p_t) + eps/C (-sum_c w_c log p_c):
+        # d/dx_c = p_c ((1-eps) w_t + eps W / C) - (1-eps) w_t [c = t] - eps/C w_c
+        coef = np.zeros((n, 4))
+        coef[:, 0] = gi * ((1.0 - eps) * w_t + (eps * W / C if C else 0.0))
+        coef[:, 2] = -gi * (1.0 - eps) * w_t
+        coef[:, 3] = -gi * eps / C if C else 0.0
+        coef[~keep] = 0.0
+        x = float_input(_np(logits, "logits"), "logits")
+        v = kernel_view(x, x.ndim - 1)
+        out = np.empty(v.shape, v.dtype)
+        if out.size:
+            wk = ctx.wk if eps and ctx.w is not None else None
+            _kernels.backend(v).token_grad(ctx.prec, v, v.ndim - 1, tgt, 1.0, ctx.lse, coef, wk,
+                                           out)
+        return _torch(out, logits), None, None, None, None, None
+
+
+def softmax_cross_entropy(logits, targets, weight, ignore_index, label_smoothing, reduction):
+    reduction = _args.reduction(reduction)
+    eps = _args.label_smoothing(label_smoothing)
+    return _SoftmaxCrossEntropy.apply(logits, targets, weight, ignore_index, eps, reduction)
+
+
+# --------------------------------------------------------------------------
+# dense
+# --------------------------------------------------------------------------
+
+class _LogSumExp(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, a, axes, keepdims):
+        x = float_input(_np(a, "a"), "a")
+        v, n_lead, kept = rows(x, axes)
+        lse = np.empty(math.prod(kept), np.float64)
+        _kernels.backend(v).lse_rows(v, n_lead, lse)
+        ctx.save_for_backward(a)
+        ctx.axes, ctx.lse = axes, lse
+        res = lse.astype(result_dtype(x.dtype))
+        shape = tuple(1 if i in axes else n for i, n in enumerate(x.shape)) if keepdims \
+            else kept
+        return torch.from_numpy(np.ascontiguousarray(res.reshape(shape)))
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g):
+        (a,) = ctx.saved_tensors
+        x = float_input(_np(a, "a"), "a")
+        v, n_lead, _ = rows(x, ctx.axes)
+        n = ctx.lse.shape[0]
+        coef = np.zeros((n, 4))
+        coef[:, 0] = _flat64(g, n)          # d lse / dx = softmax(x)
+        out = np.empty(v.shape, v.dtype)
+        if out.size:
+            _kernels.backend(v).token_grad(precision(v.dtype), v, n_lead, None, 1.0, ctx.lse,
+                                           coef, None, out)
+        return _torch(_unmove(out, ctx.axes) if x.ndim else out.reshape(()), a), None, None
+
+
+class _LogSumExpWeighted(torch.autograd.Function):
+    """logsumexp with weights b and/or return_sign: the NumPy twin forward,
+    the backward in torch (float64): d/da_i = s b_i exp(a_i - lse),
+    d/db_i = s exp(a_i - lse) with s the sign."""
+
+    @staticmethod
+    def forward(ctx, a, b, axis, keepdims, return_sign):
+        an, bn = _np(a, "a"), None if b is None else _np(b, "b")
+        val, sign = _kernels.twin("logsumexp")(an, axis=axis, b=bn, keepdims=True,
+                                               return_sign=True)
+        ctx.save_for_backward(a, b if isinstance(b, torch.Tensor) else None)
+        ctx.b_np, ctx.val, ctx.sign, ctx.axis = bn, val, sign, axis
+        out = val if keepdims else np.squeeze(val, axis=axis if axis is not None else None)
+        s = sign if keepdims else np.squeeze(sign, axis=axis if axis is not None else None)
+        dt = torch.float64 if np.asarray(out).dtype == np.float64 else torch.float32
+        res = torch.as_tensor(np.asarray(out), dtype=dt)
+        sg = torch.as_tensor(np.asarray(s), dtype=dt)
+        ctx.mark_non_differentiable(sg)
+        return res, sg
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g, _gs):
+        a, b = ctx.saved_tensors
+        a64 = a.detach().to(torch.float64)
+        keep = torch.as_tensor(np.asarray(ctx.val, np.float64))
+        sign = torch.as_tensor(np.asarray(ctx.sign, np.float64))
+        g64 = g.detach().to(torch.float64).reshape(keep.shape)
+        e = torch.exp(a64 - keep) * sign * g64
+        bb = torch.ones((), dtype=torch.float64) if ctx.b_np is None else \
+            torch.as_tensor(np.asarray(ctx.b_np, np.float64))
+        ga = gb = None
+        if ctx.needs_input_grad[0]:
+            ga = torch.where(bb == 0, 0.0, e * bb).sum_to_size(a.shape).to(a.dtype)
+        if ctx.needs_input_grad[1]:
+            gb = torch.broadcast_to(e, torch.broadcast_shapes(e.shape, bb.shape))
+            gb = gb.sum_to_size(b.shape).to(b.dtype)
+        return ga, gb, None, None, None
+
+
+def logsumexp(a, axis, b, keepdims, return_sign):
+    if b is not None or return_sign:
+        val, sign = _LogSumExpWeighted.apply(a, b, axis, keepdims, return_sign)
+        return (val, sign) if return_sign else val
+    x = float_input(_np(a, "a"), "a")
+    return _LogSumExp.apply(a, _args.axes(axis, x.ndim), keepdims)
+
+
+class _Softmax(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, axis, log):
+        from .dense import _softmax_family
+
+        y = _softmax_family(x.detach(), axis, None, log)
+        ctx.save_for_backward(y)
+        ctx.axes = _args.axes(axis, x.dim())
+        ctx.log, ctx.x_dtype = log, x.dtype
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, gy):
+        (y,) = ctx.saved_tensors
+        yn = _np(y, "y")
+        gn = _np(gy.to(y.dtype), "gy")
+        if yn.ndim == 0:
+            yn, gn = yn.reshape(1), gn.reshape(1)
+        axes = ctx.axes if y.dim() else (0,)
+        vy, n_lead, _ = rows(yn, axes)
+        vg, _, _ = rows(gn, axes)
+        xdt = np.dtype(np.float64) if ctx.x_dtype == torch.float64 else \
+            _np(torch.empty(0, dtype=ctx.x_dtype), "x").dtype
+        out = np.empty(vy.shape, xdt)
+        if out.size:
+            _kernels.backend(vy).softmax_grad(ctx.log, vy, vg, n_lead, out)
+        r = _unmove(out, axes).reshape(y.shape)
+        return _torch(r, torch.empty(0, dtype=ctx.x_dtype)), None, None
+
+
+def softmax(x, axis, out, log):
+    if out is not None:
+        raise TypeError("out: not supported for a tensor that requires grad (torch's "
+                        "out= functions are not differentiable either); leave out=None")
+    return _Softmax.apply(x, axis, log)
+
+
+# --------------------------------------------------------------------------
+# divergences
+# --------------------------------------------------------------------------
+
+class _Divergence(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, p, q, op, axis, kind, log_base, temperature, beta):
+        from .divergence import _operands
+
+        arrays = (p,) if op == "entropy" else (p, q)
+        dets = [a.detach() if isinstance(a, torch.Tensor) else a for a in arrays]
+        o = _operands(op, dets, axis, kind, temperature)
+        _check_temperature(o.prec, "temperature")
+        n = math.prod(o.kept_shape)
+        val = np.empty(n, np.float64)
+        if n:
+            _kernels.backend(*o.views).div_rows(op, o.kind, o.prec, o.views[0],
+                                                o.views[1] if len(o.views) > 1 else None,
+                                                o.n_lead, 1.0 / temperature, beta, val)
+        saved = None
+        if o.kind == "logits":
+            saved = np.zeros((n, 3))
+            saved[:, 0] = _lse_rows(o.views[0], o.n_lead, o.prec, 1.0 / temperature)
+            if len(o.views) > 1:
+                saved[:, 1] = _lse_rows(o.views[1], o.n_lead, o.prec, 1.0 / temperature)
+            saved[:, 2] = val
+        ctx.save_for_backward(*[a if isinstance(a, torch.Tensor) else None for a in (p, q)])
+        ctx.o, ctx.op, ctx.saved, ctx.beta, ctx.t = o, op, saved, beta, temperature
+        ctx.log_base, ctx.arrays = log_base, dets
+        res = val / log_base if log_base is not None else val
+        res = res.reshape(o.kept_shape).astype(o.out_dtype)
+        return torch.from_numpy(np.ascontiguousarray(res))
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g):
+        o, op = ctx.o, ctx.op
+        n = math.prod(o.kept_shape)
+        g64 = _flat64(g, n)
+        if ctx.log_base is not None:
+            g64 = g64 / ctx.log_base
+        want = [ctx.needs_input_grad[0], op != "entropy" and ctx.needs_input_grad[1]]
+        outs = [np.empty(v.shape, v.dtype) if w else None for v, w in zip(o.views, want)] \
+            + [None]
+        if n and o.views[0].size:
+            _kernels.backend(*o.views).div_grad(op, o.kind, o.prec, o.views[0],
+                                                o.views[1] if len(o.views) > 1 else None,
+                                                o.n_lead, 1.0 / ctx.t, ctx.beta, ctx.saved,
+                                                g64, outs[0], outs[1])
+        elif n:
+            outs = [np.zeros(v.shape, v.dtype) if w else None for v, w in zip(o.views, want)] \
+                + [None]
+        grads = []
+        for i, (a, gr) in enumerate(zip(ctx.saved_tensors, outs[:2])):
+            if gr is None or a is None:
+                grads.append(None)
+                continue
+            full = _unmove(gr, (o.axis,))
+            t = torch.from_numpy(np.ascontiguousarray(full).view(np.int16)).view(torch.bfloat16) \
+                if a.dtype == torch.bfloat16 else torch.from_numpy(full)
+            grads.append(t.sum_to_size(a.shape).to(a.dtype))
+        return grads[0], grads[1], None, None, None, None, None, None
+
+
+def divergence(op, arrays, axis, kind, base, temperature, beta=0.5):
+    kind = _args.kind(kind)
+    if kind == "probs":
+        raise ValueError("kind: gradients are computed for kind='logits' and kind='logprobs'; "
+                         "for probabilities pass their logarithm with kind='logprobs' "
+                         "(normalised) or kind='logits'")
+    temperature = _args.temperature(temperature, kind)
+    log_base = _args.log_base(base)
+    p, q = (arrays[0], None) if len(arrays) == 1 else arrays
+    return _Divergence.apply(p, q, op, axis, kind, log_base, temperature, beta)
+
+
+# --------------------------------------------------------------------------
+# segments: per-token arithmetic in torch (float64)
+# --------------------------------------------------------------------------
+
+def _expand(per_seq, lay, like):
+    """Per-sequence float64 values spread over the tokens of a layout, as a
+    float64 tensor of like's shape: 0 outside every sequence (before
+    offsets[0], after offsets[-1], masked entries)."""
+    if lay.kind == "padded":
+        r = per_seq[:, None].expand(like.shape)
+        if lay.mask is not None:
+            r = torch.where(torch.from_numpy(np.ascontiguousarray(lay.mask)), r, 0.0)
+        return r
+    (_, starts, lens), = lay.parts
+    out = torch.zeros(like.shape, dtype=torch.float64)
+    if lens.size and lens.sum():
+        idx = torch.repeat_interleave(torch.arange(lens.shape[0]), torch.from_numpy(lens))
+        pos = torch.from_numpy(np.repeat(starts - np.cumsum(lens) + lens, lens)) \
+            + torch.arange(idx.shape[0])
+        out[pos] = per_seq[idx]
+    return out
+
+
+def _in_seq(lay, like):
+    """Whether each token lies in a sequence (bool tensor of like's shape)."""
+    return _expand(torch.ones(_n_seq(lay), dtype=torch.float64), lay, like) != 0
+
+
+def _n_seq(lay):
+    return lay.x.shape[0] if lay.kind == "padded" else lay.parts[0][2].shape[0]
+
+
+def _estimator_slope(d, est, clamp):
+    """d estimator(d) / dd at d = logp - ref_logp (float64 tensor); 0
+    outside the clamp band |d| <= clamp, where the estimator is constant."""
+    if est == "k1":
+        s = torch.ones_like(d)
+    elif est == "k2":
+        s = d.clone()
+    elif est == "k3":                 # exp(r) - 1 - r with r = -d
+        s = -torch.expm1(-d)
+    else:
+        s = torch.sign(d)
+    if math.isfinite(clamp):
+        s = torch.where(d.abs() > clamp, 0.0, s)
+    return torch.where(torch.isnan(d), d, s)
+
+
+class _Segment(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, values, offsets, mask, op, empty):
+        from . import segments
+
+        out = getattr(segments, "segment_" + op)(values.detach(), offsets, mask=mask,
+                                                 empty=empty)
+        ctx.save_for_backward(values, out)
+        ctx.offsets, ctx.mask, ctx.op = offsets, mask, op
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g):
+        from .segments import _layout
+
+        values, out = ctx.saved_tensors
+        lay = _layout(values.detach(), ctx.offsets, ctx.mask)
+        v = values.detach().to(torch.float64)
+        o = out.detach().to(torch.float64)
+        g = g.detach().to(torch.float64)
+        if ctx.op == "sum":
+            r = _expand(g, lay, v)
+        elif ctx.op == "mean":
+            lens = torch.from_numpy(_counts(lay)).to(torch.float64)
+            r = _expand(torch.where(lens > 0, g / lens, 0.0), lay, v)
+        elif ctx.op == "logsumexp":
+            inside = _in_seq(lay, v)
+            r = torch.where(inside, _expand(g, lay, v) * torch.exp(v - _expand(o, lay, v)), 0.0)
+        else:                         # max: shared evenly among the tied maxima, as torch
+            hit = _in_seq(lay, v) & (v == _expand(o, lay, v))
+            from .segments import segment_sum
+            ties = torch.as_tensor(np.asarray(segment_sum(hit.to(torch.float64).numpy(),
+                                                          ctx.offsets, mask=ctx.mask)))
+            r = torch.where(hit, _expand(torch.where(ties > 0, g / ties, 0.0), lay, v), 0.0)
+        return r.to(values.dtype), None, None, None, None
+
+
+def _counts(lay):
+    if lay.kind == "padded":
+        if lay.mask is None:
+            return np.full(lay.x.shape[0], lay.x.shape[1], np.int64)
+        return lay.mask.sum(axis=1).astype(np.int64)
+    return lay.lens
+
+
+def segment(op, values, offsets, mask, empty):
+    return _Segment.apply(values, offsets, mask, op, _args.empty(empty))
+
+
+class _KlEstimate(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, logp, ref, est, clamp):
+        from .segments import kl_estimate
+
+        out = kl_estimate(logp.detach() if isinstance(logp, torch.Tensor) else logp,
+                          ref.detach() if isinstance(ref, torch.Tensor) else ref, est,
+                          clamp=None if math.isinf(clamp) else clamp)
+        ctx.save_for_backward(*[a if isinstance(a, torch.Tensor) else None for a in (logp, ref)])
+        ctx.np = [None if isinstance(a, torch.Tensor) else np.asarray(a, np.float64)
+                  for a in (logp, ref)]
+        ctx.est, ctx.clamp = est, clamp
+        return out if isinstance(out, torch.Tensor) else torch.as_tensor(out)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g):
+        a, b = [t.detach().to(torch.float64) if t is not None else torch.from_numpy(n)
+                for t, n in zip(ctx.saved_tensors, ctx.np)]
+        s = _estimator_slope(a - b, ctx.est, ctx.clamp) * g.detach().to(torch.float64)
+        ga = gb = None
+        if ctx.needs_input_grad[0]:
+            ga = s.sum_to_size(ctx.saved_tensors[0].shape).to(ctx.saved_tensors[0].dtype)
+        if ctx.needs_input_grad[1]:
+            gb = (-s).sum_to_size(ctx.saved_tensors[1].shape).to(ctx.saved_tensors[1].dtype)
+        return ga, gb, None, None
+
+
+def kl_estimate(logp, ref_logp, estimator, clamp):
+    est = _args.estimator(estimator)
+    c = _args.clamp(clamp)
+    return _KlEstimate.apply(logp, ref_logp, est, c)
+
+
+class _SeqKl(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, logp, ref, offsets, mask, est, reduce, clamp, empty):
+        from .segments import seq_kl
+
+        out = seq_kl(logp.detach(), ref.detach(), offsets, mask=mask, estimator=est,
+                     reduce=reduce, clamp=None if math.isinf(clamp) else clamp, empty=empty)
+        ctx.save_for_backward(logp, ref)
+        ctx.args = (offsets, mask, est, reduce, clamp)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g):
+        from .segments import _layout
+
+        logp, ref = ctx.saved_tensors
+        offsets, mask, est, reduce, clamp = ctx.args
+        lay = _layout(logp.detach(), offsets, mask, "logp")
+        g = g.detach().to(torch.float64)
+        if reduce == "mean":
+            lens = torch.from_numpy(_counts(lay)).to(torch.float64)
+            g = torch.where(lens > 0, g / lens, 0.0)
+        a, b = logp.detach().to(torch.float64), ref.detach().to(torch.float64)
+        inside = _in_seq(lay, a)
+        s = torch.where(inside, _expand(g, lay, a) * _estimator_slope(a - b, est, clamp), 0.0)
+        return (s.to(logp.dtype) if ctx.needs_input_grad[0] else None,
+                (-s).to(ref.dtype) if ctx.needs_input_grad[1] else None,
+                None, None, None, None, None, None)
+
+
+def seq_kl(logp, ref_logp, offsets, mask, estimator, reduce, clamp, empty):
+    if not (isinstance(logp, torch.Tensor) and isinstance(ref_logp, torch.Tensor)):
+        raise TypeError("ref_logp: with a logp that requires grad, pass ref_logp as a torch "
+                        "tensor too (the same layout)")
+    return _SeqKl.apply(logp, ref_logp, offsets, mask, _args.estimator(estimator),
+                        _args.reduce(reduce), _args.clamp(clamp), _args.empty(empty))
+
+
+class _AggLoss(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, values, offsets, mask, mode, num_tokens, num_seqs, norm_length):
+        from .segments import agg_loss
+
+        out = agg_loss(values.detach(), offsets, mask=mask, mode=mode, num_tokens=num_tokens,
+                       num_seqs=num_seqs, norm_length=norm_length)
+        ctx.save_for_backward(values)
+        ctx.args = (offsets, mask, mode, num_tokens, num_seqs, norm_length)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g):
+        from .segments import _layout
+
+        (values,) = ctx.saved_tensors
+        offsets, mask, mode, num_tokens, num_seqs, norm_length = ctx.args
+        lay = _layout(values.detach(), offsets, mask)
+        counts = _counts(lay).astype(np.float64)
+        nonempty = counts > 0
+        # each token's weight in the result: 1 / den, or 1 / (c_i den)
+        if mode == "token-mean":
+            den = counts.sum() if num_tokens is None else num_tokens
+            w = np.ones_like(counts)
+        elif mode in ("seq-mean-token-sum", "seq-mean-token-mean"):
+            den = float(np.count_nonzero(nonempty)) if num_seqs is None else num_seqs
+            w = np.where(nonempty, 1.0, 0.0)
+            if mode == "seq-mean-token-mean":
+                w = np.divide(w, counts, out=np.zeros_like(w), where=nonempty)
+        else:
+            den = norm_length if norm_length is not None else float(
+                lay.T if lay.T is not None else (counts.max() if counts.size else 0))
+            w = np.ones_like(counts)
+        w = np.zeros_like(w) if den == 0 else w / den
+        v = values.detach().to(torch.float64)
+        r = _expand(torch.from_numpy(w) * float(g), lay, v)
+        return r.to(values.dtype), None, None, None, None, None, None
+
+
+def agg_loss(values, offsets, mask, mode, num_tokens, num_seqs, norm_length):
+    return _AggLoss.apply(values, offsets, mask, _args.mode(mode),
+                          _args.count(num_tokens, "num_tokens"),
+                          _args.count(num_seqs, "num_seqs"),
+                          _args.count(norm_length, "norm_length"))
