@@ -327,6 +327,18 @@ def test_logsumexp_return_sign_batched():
     np.testing.assert_allclose(gr, er, rtol=1e-12)
 
 
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_logsumexp_return_sign_dtype_as_scipy(dtype):
+    """The value keeps the dtype it has without return_sign (scipy's for
+    float32 / float64; float32 for 16-bit input, klkit's rule)."""
+    a = np.arange(5, dtype=dtype)
+    gr, gs = kk.logsumexp(a, return_sign=True)
+    assert gr.dtype == gs.dtype == kk.logsumexp(a).dtype
+    if dtype != np.float16:
+        assert gr.dtype == sps.logsumexp(a, return_sign=True)[0].dtype
+
+
 COMPLEX_CASES = [
     np.array([1 + 1j, 2 + 10j, 0.5 - 3j]),
     np.array([1.0, 1.0 + 2 * np.pi * 1j]),

@@ -13,18 +13,45 @@ The segment family (segment_*, kl_estimate, seq_kl, agg_loss) is linear in
 its per-token terms: its backward is per-token torch arithmetic in float64
 on arrays of the token count, the gradient's own size.
 
-Double backward is not supported (each backward is marked
-once_differentiable: asking for it raises a RuntimeError that says so).
+Double backward is not supported: a gradient computed with
+create_graph=True carries a node that raises a RuntimeError saying so when
+it is differentiated (torch's once_differentiable does the same, but only
+where the incoming gradient itself requires grad).
 """
+import functools
 import math
 
 import numpy as np
 import torch
-from torch.autograd.function import once_differentiable
 
 from . import _args, _kernels
 from ._arrays import (as_input, float_input, kernel_precision, kernel_view, precision,
                       result_dtype, rows)
+
+
+def once_differentiable(backward):
+    """Run a backward without recording it; under create_graph=True give its
+    gradients a node that raises on a second differentiation."""
+    @functools.wraps(backward)
+    def wrapper(ctx, *grads):
+        with torch.no_grad():
+            outs = backward(ctx, *grads)
+        if not torch.is_grad_enabled():
+            return outs
+        err = torch._C._functions.DelayedError(
+            b"klkit computes first derivatives only: double backward (differentiating a "
+            b"gradient taken with create_graph=True) is not supported", len(outs))
+
+        def tracked(g):
+            if g is None:
+                return None
+            g = g.detach()
+            g.requires_grad_(True)
+            return g
+        res = err(*[tracked(g) for g in outs])
+        res = res if isinstance(res, tuple) else (res,)
+        return tuple(None if g is None else r for g, r in zip(outs, res))
+    return wrapper
 
 
 def _np(t, name):
@@ -33,11 +60,20 @@ def _np(t, name):
 
 
 def _torch(a, like):
-    """A numpy gradient as a torch tensor of like's dtype and device (bfloat16
-    numpy arrays carried over bit for bit)."""
+    """A numpy gradient as a torch tensor of its shape and like's dtype
+    (bfloat16 numpy arrays carried over bit for bit)."""
+    a = np.asarray(a)
+    if not a.flags.c_contiguous:
+        a = a.copy()
     if like.dtype == torch.bfloat16:
-        return torch.from_numpy(np.ascontiguousarray(a).view(np.int16)).view(torch.bfloat16)
+        return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
     return torch.from_numpy(a).to(like.dtype)
+
+
+def _tensor(a):
+    """A numpy result as a torch tensor of its shape (0-d stays 0-d)."""
+    a = np.asarray(a)
+    return torch.from_numpy(a if a.flags.c_contiguous and a.flags.writeable else a.copy())
 
 
 def _flat64(g, n):
@@ -92,8 +128,7 @@ class _TokenLogprobs(torch.autograd.Function):
         ctx.tgt, ctx.keep, ctx.lse, ctx.ent = tgt, tgt != ig, lse, ent
         ctx.t, ctx.prec = temperature, precision(work)
         outs = [lp, ent if want_ent else np.zeros(n), lse]
-        res = [torch.from_numpy(np.ascontiguousarray(o.reshape(lead).astype(dtype)))
-               for o in outs]
+        res = [_tensor(o.reshape(lead).astype(dtype)) for o in outs]
         if not want_ent:
             ctx.mark_non_differentiable(res[1])
         return tuple(res)
@@ -159,8 +194,7 @@ class _SoftmaxCrossEntropy(torch.autograd.Function):
         if reduction == "mean":
             w_t = np.where(keep, 1.0 if w64 is None else w64[np.where(keep, tgt, 0)], 0.0)
             ctx.den = math.fsum(w_t)
-        r = np.asarray(loss).reshape(lead if reduction == "none" else ()).astype(dtype)
-        return torch.from_numpy(np.ascontiguousarray(r))
+        return _tensor(np.asarray(loss).reshape(lead if reduction == "none" else ()).astype(dtype))
 
     @staticmethod
     @once_differentiable
@@ -214,7 +248,7 @@ class _LogSumExp(torch.autograd.Function):
         res = lse.astype(result_dtype(x.dtype))
         shape = tuple(1 if i in axes else n for i, n in enumerate(x.shape)) if keepdims \
             else kept
-        return torch.from_numpy(np.ascontiguousarray(res.reshape(shape)))
+        return _tensor(res.reshape(shape))
 
     @staticmethod
     @once_differentiable
@@ -240,17 +274,19 @@ class _LogSumExpWeighted(torch.autograd.Function):
     @staticmethod
     def forward(ctx, a, b, axis, keepdims, return_sign):
         an, bn = _np(a, "a"), None if b is None else _np(b, "b")
-        val, sign = _kernels.twin("logsumexp")(an, axis=axis, b=bn, keepdims=True,
-                                               return_sign=True)
+        twin = _kernels.twin("logsumexp")
+        # the result as without grad; the float64 value and sign with the
+        # reduced axes kept, for the backward
+        res = twin(an, axis=axis, b=bn, keepdims=keepdims, return_sign=return_sign)
+        val, sign = twin(an.astype(np.float64), axis=axis,
+                         b=None if bn is None else bn.astype(np.float64), keepdims=True,
+                         return_sign=True)
         ctx.save_for_backward(a, b if isinstance(b, torch.Tensor) else None)
-        ctx.b_np, ctx.val, ctx.sign, ctx.axis = bn, val, sign, axis
-        out = val if keepdims else np.squeeze(val, axis=axis if axis is not None else None)
-        s = sign if keepdims else np.squeeze(sign, axis=axis if axis is not None else None)
-        dt = torch.float64 if np.asarray(out).dtype == np.float64 else torch.float32
-        res = torch.as_tensor(np.asarray(out), dtype=dt)
-        sg = torch.as_tensor(np.asarray(s), dtype=dt)
+        ctx.b_np, ctx.val, ctx.sign = bn, val, sign
+        out, sg = res if return_sign else (res, np.zeros(()))
+        sg = _tensor(sg)
         ctx.mark_non_differentiable(sg)
-        return res, sg
+        return _tensor(out), sg
 
     @staticmethod
     @once_differentiable
@@ -348,8 +384,7 @@ class _Divergence(torch.autograd.Function):
         ctx.o, ctx.op, ctx.saved, ctx.beta, ctx.t = o, op, saved, beta, temperature
         ctx.log_base, ctx.arrays = log_base, dets
         res = val / log_base if log_base is not None else val
-        res = res.reshape(o.kept_shape).astype(o.out_dtype)
-        return torch.from_numpy(np.ascontiguousarray(res))
+        return _tensor(res.reshape(o.kept_shape).astype(o.out_dtype))
 
     @staticmethod
     @once_differentiable
@@ -376,9 +411,11 @@ class _Divergence(torch.autograd.Function):
                 grads.append(None)
                 continue
             full = _unmove(gr, (o.axis,))
-            t = torch.from_numpy(np.ascontiguousarray(full).view(np.int16)).view(torch.bfloat16) \
-                if a.dtype == torch.bfloat16 else torch.from_numpy(full)
-            grads.append(t.sum_to_size(a.shape).to(a.dtype))
+            if full.shape == tuple(a.shape):
+                grads.append(_torch(full, a))
+            else:                     # a broadcast input: summed in float32 / float64
+                wide = full.astype(np.float64 if full.dtype == np.float64 else np.float32)
+                grads.append(torch.from_numpy(wide).sum_to_size(a.shape).to(a.dtype))
         return grads[0], grads[1], None, None, None, None, None, None
 
 

@@ -64,6 +64,12 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
 
     Weights, ``return_sign`` and complex input are computed by
     ``klkit.reference.logsumexp`` (float64 NumPy, same rules).
+
+    Differentiable (torch tensors that require grad): the value with
+    respect to ``a`` (softmax(a) along the axes, written by a kernel from
+    the saved per-row lse) and to ``b``; the sign is not differentiable.
+    With ``b`` or ``return_sign`` the backward is torch arithmetic in
+    float64 on arrays of a's size.
     """
     if wants_grad(a, b):
         from . import _autograd
@@ -130,6 +136,11 @@ def softmax(x, axis=None, *, out=None):
     dtype, not overlapping x; it is returned.
     Special values as scipy: a slice containing +inf or NaN is all NaN, an
     all -inf slice is NaN.
+
+    Differentiable with respect to a torch ``x`` that requires grad
+    (``out`` must then be None): the backward reads the output, which is
+    saved as torch saves it, and the incoming gradient twice per row
+    (their dot product first) and writes the gradient once.
     """
     return _softmax_family(x, axis, out, log=False)
 
@@ -143,6 +154,7 @@ def log_softmax(x, axis=None, *, out=None):
     0); within 2 ulp of the exact value (measured against mpmath).  Output
     dtype and ``out`` as :func:`softmax`.  Special values as
     scipy: in a slice with +inf those entries are NaN and the others -inf;
-    an all -inf slice and a slice with NaN are NaN.
+    an all -inf slice and a slice with NaN are NaN.  Differentiable as
+    :func:`softmax` (gradient g - exp(y) sum(g)).
     """
     return _softmax_family(x, axis, out, log=True)

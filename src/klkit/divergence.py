@@ -120,6 +120,14 @@ def entropy(p, axis=-1, *, kind="logits", base=None, temperature=1.0):
     float64 (tests/test_accuracy.py, bench/accuracy.py).  Zero probabilities contribute 0.  A row with NaN or +inf, an
     all -inf row, or a "probs" row with a negative entry or zero sum gives
     NaN; an empty axis gives NaN (0.0 for kind="logprobs").
+
+    Differentiable (torch tensors that require grad), for kind "logits"
+    (temperature included) and "logprobs" (kind "probs" raises ValueError:
+    pass log p with kind="logprobs"): the backward kernel reads each input
+    row once and writes its gradient once; the forward saves the value and
+    each input's lse per row.  Broadcast inputs get their gradients summed
+    over the broadcast axes.  The same holds for :func:`cross_entropy`,
+    :func:`kl_div` and :func:`js_div`, with gradients to both arguments.
     """
     return _reduce("entropy", (p,), axis, kind, base, temperature)
 
@@ -157,7 +165,14 @@ def kl_div(p, q, axis=-1, *, kind="logits", base=None, temperature=1.0):
 
     kind="logprobs" (not renormalised) sums the Bregman form
     p log(p/q) - p + q (scipy.special.kl_div), which equals KL for normalised
-    inputs and stays >= 0 for slightly unnormalised ones.
+    inputs and stays >= 0 for slightly unnormalised ones (and its gradient
+    is that form's: P (log P - log Q) and Q - P).
+
+    Differentiable in p and q as :func:`entropy` says; from logits
+    dKL/dxp = P (log P - log Q - KL) / T with log P - log Q taken from the
+    logit difference and dKL/dxq = (Q - P) / T as P (e^-d - 1) where
+    |d| is small, so the gradients keep their relative accuracy when P and
+    Q are nearly equal.
     """
     return _reduce("kl_div", (p, q), axis, kind, base, temperature)
 

@@ -31,6 +31,17 @@ torch CPU tensors in give torch tensors out.  An empty sequence gives
 ``empty``, never a neighbour's element (np.add.reduceat's behaviour).
 Sums accumulate in float64 whatever the input precision.
 
+Gradients: with torch values (logp, ref_logp) that require grad, every
+function here is differentiable with respect to them (the offsets and the
+mask are not): segment_sum spreads each sequence's gradient over its
+tokens, segment_mean divides it by the length, segment_logsumexp weighs it
+by exp(x - result), segment_max gives it to the maximum (shared evenly by
+ties, as torch's amax), kl_estimate and seq_kl multiply by the
+estimator's slope, agg_loss by each token's weight in its mode; tokens
+outside every sequence (masked, or outside the offsets) get 0.  The
+backward is torch arithmetic in float64 on arrays of the token count.
+Arrow input is never differentiable.
+
 Reproducibility: a sequence's result depends only on its own tokens (their
 order and number), not on its position, the other sequences, the layout
 (packed, padded and Arrow give the same bits) or the thread count.  Work is
@@ -271,6 +282,12 @@ def kl_estimate(logp, ref_logp, estimator="k1", *, clamp=None):
 
     logp and ref_logp broadcast; the result has the broadcast shape and is
     float32 (float64 when the inputs promote to float64).
+
+    Differentiable with respect to torch logp and ref_logp that require
+    grad: d/d logp = 1 (k1), d (k2), 1 - exp(-d) (k3), sign(d) (abs), and
+    the negative for ref_logp; 0 outside the clamp band |d| <= c, where the
+    estimator is constant (verl's clamp).  The backward is torch arithmetic
+    in float64 on arrays of the inputs' size.
     """
     if wants_grad(logp, ref_logp):
         from . import _autograd

@@ -112,6 +112,14 @@ def token_logprobs(logits, targets, *, temperature=1.0, ignore_index=-100,
     untouched); a row containing +inf gives NaN where the target is +inf and
     -inf elsewhere (scipy's log_softmax rules), entropy NaN; an all -inf row
     gives NaN; a -inf target logit in a finite row gives -inf.
+
+    Differentiable (torch logits that require grad): logprobs, entropy and
+    lse, each with respect to the logits, through a backward kernel that
+    reads the logits once more and writes the gradient once, in their dtype
+    (16-bit: computed in float32, rounded to nearest even); the forward
+    saves one lse (and entropy) per position, no [..., V] array.  Ignored
+    positions get a zero gradient row; a row whose lse is not finite (NaN,
+    +inf, all -inf) gets NaN.
     """
     t = _args.temperature(temperature)
     if wants_grad(logits):
@@ -168,6 +176,11 @@ def softmax_cross_entropy(logits, targets, *, weight=None, ignore_index=-100,
     the smoothing term even where its logit is -inf (torch gives
     0 * -inf = nan there).  A -inf logit of positive weight makes the
     smoothed loss +inf, as in torch.
+
+    Differentiable with respect to torch logits that require grad (not the
+    weights), for every option, with the memory of :func:`token_logprobs`:
+    d loss_i / dx_c = p_c ((1-eps) w_t + eps W / V) - (1-eps) w_t [c = t]
+    - eps w_c / V, times the reduction's factor, written once per row.
     """
     if wants_grad(logits):
         from . import _autograd

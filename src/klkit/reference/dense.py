@@ -262,8 +262,9 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
         out = np.expand_dims(out, axes)
         sign = np.expand_dims(sign, axes)
     if return_sign:
-        # the magnitude is real also for complex input (float32 for complex64)
-        out_dtype = np.dtype(np.float32 if dtype == np.complex64 else np.float64)
+        # the magnitude is real: the dtype of the value without return_sign,
+        # or its real counterpart for complex input (float32 for complex64)
+        out_dtype = np.empty(0, dtype).real.dtype
         return _finish(out, out_dtype), _finish(sign, dtype)
     return _finish(out, dtype)
 
