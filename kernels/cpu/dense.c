@@ -21,9 +21,35 @@
 #include "klkit/divergence.h"
 #include "klkit_cpu.h"
 #include "row_chunks.h"
-#include "stream_store.h"
 
 enum { TILE = 1 << 16 };
+/* softmax outputs of at least this many bytes are written non-temporally */
+#define STREAM_MIN ((int64_t)16 << 20)
+
+/* Non-temporal copy of n values from an L1 buffer to dst (softmax output
+ * far larger than the caches); plain stores where the ISA has no AVX. */
+#if defined(__AVX__)
+#include <immintrin.h>
+static void stream_store_f(float *dst, const float *src, int64_t n)
+{
+    int64_t i = 0;
+    for (; i < n && ((uintptr_t)(dst + i) & 31); i++) dst[i] = src[i];
+    for (; i + 8 <= n; i += 8) _mm256_stream_ps(dst + i, _mm256_loadu_ps(src + i));
+    for (; i < n; i++) dst[i] = src[i];
+}
+static void stream_store_d(double *dst, const double *src, int64_t n)
+{
+    int64_t i = 0;
+    for (; i < n && ((uintptr_t)(dst + i) & 31); i++) dst[i] = src[i];
+    for (; i + 4 <= n; i += 4) _mm256_stream_pd(dst + i, _mm256_loadu_pd(src + i));
+    for (; i < n; i++) dst[i] = src[i];
+}
+static void stream_fence(void) { _mm_sfence(); }
+#else
+static void stream_store_f(float *dst, const float *src, int64_t n) { memcpy(dst, src, n * sizeof *dst); }
+static void stream_store_d(double *dst, const double *src, int64_t n) { memcpy(dst, src, n * sizeof *dst); }
+static void stream_fence(void) {}
+#endif
 
 #define KK_REAL_INC "dense_rows.inc"
 #include "precisions.inc"

@@ -7,8 +7,9 @@
  * nearest even), from the input itself and a few numbers per row that the
  * forward pass saved: its lse, its value.  The input is read once and the
  * gradient written once (per-span math in grad_rows.inc); nothing of the
- * row's size is kept in between.  Gradients far larger than the caches are
- * written with non-temporal stores (stream_store.h).
+ * row's size is kept in between.  Plain stores: non-temporal ones (as
+ * dense.c's softmax uses) measured 5-15% slower here, into fresh pages
+ * and reused ones alike.
  *
  * Work split: the elementwise gradients go to OpenMP threads as (row, tile)
  * items of at most TILE elements; the two that first need a sum over the
@@ -24,21 +25,17 @@
 #include "klkit/divergence.h"
 #include "klkit_cpu.h"
 #include "row_chunks.h"
-#include "stream_store.h"
 
 enum { TILE = 1 << 16 };
 
 #define KK_REAL_INC "grad_rows.inc"
 #include "precisions.inc"
 
-/* how a gradient output is written: in place (a contiguous run of the
- * working precision), streamed (the same, beyond STREAM_MIN bytes in all),
- * else through a buffer */
-static void out_mode(const kk_rows *out, int prec, int *direct, int *stream)
+/* whether a gradient output is computed in place: a contiguous run of
+ * the working precision (else through a buffer, converted) */
+static int in_place(const kk_rows *out, int prec)
 {
-    int own = out->dtype == prec && kk_rows_contiguous(out);
-    *stream = own && out->n_rows * out->n * kk_itemsize(out->dtype) >= STREAM_MIN;
-    *direct = own && !*stream;
+    return out->dtype == prec && kk_rows_contiguous(out);
 }
 
 /* the scratch of one thread: two input buffers and two output buffers of
@@ -60,8 +57,7 @@ void KK_FN(kk_token_grad)(int prec, const kk_rows *x, const int64_t *targets, do
                           const kk_rows *out)
 {
     int64_t n_rows = x->n_rows, n = x->n, tiles = n_tiles(n);
-    int direct, stream;
-    out_mode(out, prec, &direct, &stream);
+    int direct = in_place(out, prec);
 #pragma omp parallel if (n_rows * n >= PAR_MIN)
     {
         scratch_t sc;
@@ -78,20 +74,19 @@ void KK_FN(kk_token_grad)(int prec, const kk_rows *x, const int64_t *targets, do
             int64_t t = targets ? targets[r] : -1;
             if (prec == KK_F64) {
                 if (v != 1.0)
-                    fill_d(o, i0, i1, v, direct, stream, sc.out1);
+                    fill_d(o, i0, i1, v, direct, sc.out1);
                 else
                     token_span_d(row, o, i0, i1, inv_temp, lse[r], cf, t,
-                                 (const double *)weight, direct, stream, sc.in1, sc.out1);
+                                 (const double *)weight, direct, sc.in1, sc.out1);
             } else {
                 if (v != 1.0)
-                    fill_f(o, i0, i1, (float)v, direct, stream, (float *)sc.out1);
+                    fill_f(o, i0, i1, (float)v, direct, (float *)sc.out1);
                 else
                     token_span_f(row, o, i0, i1, (float)inv_temp, lse[r], cf, t,
-                                 (const float *)weight, direct, stream, (float *)sc.in1,
+                                 (const float *)weight, direct, (float *)sc.in1,
                                  (float *)sc.out1);
             }
         }
-        if (stream) stream_fence();
     }
 }
 
@@ -103,9 +98,7 @@ void KK_FN(kk_div_grad)(int op, int kind, int prec, const kk_rows *p, const kk_r
     /* JS of logits sums over its row first: whole rows */
     int js = op == KK_JS && kind == KK_LOGITS;
     int64_t tiles = js ? 1 : n_tiles(n);
-    int direct_p = 0, direct_q = 0, stream_p = 0, stream_q = 0;
-    if (dp) out_mode(dp, prec, &direct_p, &stream_p);
-    if (dq) out_mode(dq, prec, &direct_q, &stream_q);
+    int direct_p = dp && in_place(dp, prec), direct_q = dq && in_place(dq, prec);
 #pragma omp parallel if (n_rows * n >= PAR_MIN)
     {
         scratch_t sc;
@@ -124,27 +117,26 @@ void KK_FN(kk_div_grad)(int op, int kind, int prec, const kk_rows *p, const kk_r
                 double *bp = sc.in1, *bq = sc.in2, *gp = sc.out1, *gq = sc.out2;
                 if (kind == KK_LOGPROBS) {
                     div_span_logprobs_d(op, rp, rq, op_, oq_, i0, i1, g[r], beta, direct_p,
-                                        direct_q, stream_p, stream_q, bp, bq, gp, gq);
+                                        direct_q, bp, bq, gp, gq);
                     continue;
                 }
                 if (js) js_sums_d(rp, rq, n, inv_temp, sv, beta, bp, bq, s);
                 div_span_d(op, rp, rq, op_, oq_, i0, i1, inv_temp, sv, g[r], beta,
-                           js ? s : NULL, direct_p, direct_q, stream_p, stream_q, bp, bq, gp, gq);
+                           js ? s : NULL, direct_p, direct_q, bp, bq, gp, gq);
             } else {
                 float *bp = (float *)sc.in1, *bq = (float *)sc.in2;
                 float *gp = (float *)sc.out1, *gq = (float *)sc.out2;
                 if (kind == KK_LOGPROBS) {
                     div_span_logprobs_f(op, rp, rq, op_, oq_, i0, i1, g[r], (float)beta,
-                                        direct_p, direct_q, stream_p, stream_q, bp, bq, gp, gq);
+                                        direct_p, direct_q, bp, bq, gp, gq);
                     continue;
                 }
                 if (js) js_sums_f(rp, rq, n, (float)inv_temp, sv, (float)beta, bp, bq, s);
                 div_span_f(op, rp, rq, op_, oq_, i0, i1, (float)inv_temp, sv, g[r],
-                           (float)beta, js ? s : NULL, direct_p, direct_q, stream_p, stream_q, bp, bq, gp,
+                           (float)beta, js ? s : NULL, direct_p, direct_q, bp, bq, gp,
                            gq);
             }
         }
-        if (stream_p || stream_q) stream_fence();
     }
 }
 
@@ -152,8 +144,7 @@ void KK_FN(kk_softmax_grad)(int log_, int prec, const kk_rows *y, const kk_rows 
                             const kk_rows *out)
 {
     int64_t n_rows = y->n_rows, n = y->n;
-    int direct, stream;
-    out_mode(out, prec, &direct, &stream);
+    int direct = in_place(out, prec);
 #pragma omp parallel if (n_rows * n >= PAR_MIN)
     {
         scratch_t sc;
@@ -161,11 +152,10 @@ void KK_FN(kk_softmax_grad)(int log_, int prec, const kk_rows *y, const kk_rows 
         for (int64_t r = 0; r < n_rows; r++) {
             kk_row ry = kk_row_at(y, r), rg = kk_row_at(gy, r), o = kk_row_at(out, r);
             if (prec == KK_F64)
-                softmax_grad_row_d(log_, ry, rg, o, n, direct, stream, sc.in1, sc.in2, sc.out1);
+                softmax_grad_row_d(log_, ry, rg, o, n, direct, sc.in1, sc.in2, sc.out1);
             else
-                softmax_grad_row_f(log_, ry, rg, o, n, direct, stream, (float *)sc.in1,
+                softmax_grad_row_f(log_, ry, rg, o, n, direct, (float *)sc.in1,
                                    (float *)sc.in2, (float *)sc.out1);
         }
-        if (stream) stream_fence();
     }
 }
