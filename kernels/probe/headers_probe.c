@@ -32,6 +32,7 @@ static KLKIT_HD double probe_all(const double *in, float *out_f)
     acc_f += kk_expf(xf) + kk_expf_neg(xf) + kk_expf_neg_unclamped(xf);
     acc_f += kk_phif_wide(xf);
     acc_f += kk_bf16_to_f32((uint16_t)ni) + kk_f16_to_f32((uint16_t)ni);
+    acc_f += (float)kk_f32_to_bf16(xf) + (float)kk_f32_to_f16(yf);
     acc += kk_exp_reduced(x, 1.0, &nd, &nl);
     acc += nd + (double)nl;
     acc += kk_exp(x) + kk_exp_neg(x) + kk_exp_neg_unclamped(x);
