@@ -12,4 +12,6 @@ BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), re.S) if README.
 @pytest.mark.parametrize("i", range(len(BLOCKS)))
 def test_readme_example_runs(i):
     pytest.importorskip("pyarrow")
+    if re.search(r"^import torch|^import .*\btorch\b", BLOCKS[i], re.M):
+        pytest.importorskip("torch")      # an optional dependency
     exec(compile(BLOCKS[i], f"README.md python block {i}", "exec"), {})
