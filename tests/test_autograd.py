@@ -997,3 +997,84 @@ def test_torch_compile_aot_eager():
         torch._dynamo.reset()
     torch.testing.assert_close(got, eager, rtol=1e-6, atol=1e-7)
     torch.testing.assert_close(gc, ge, rtol=1e-6, atol=1e-9)
+
+
+# --------------------------------------------------------------------------
+# 8. what is not differentiated is refused, not silently dropped
+# --------------------------------------------------------------------------
+
+def test_constants_that_require_grad_are_refused():
+    x = randn(3, 5, seed=201, dtype=torch.float64)
+    t = torch.tensor([0, 1, 2])
+    w = torch.rand(5, dtype=torch.float64, requires_grad=True)
+    with pytest.raises(TypeError, match="weight"):
+        kk.softmax_cross_entropy(x, t, weight=w)           # only the weight requires grad
+    with pytest.raises(TypeError, match="weight"):
+        kk.softmax_cross_entropy(leaf(x), t, weight=w)
+    T = torch.tensor(0.7, requires_grad=True)
+    with pytest.raises(TypeError, match="temperature"):
+        kk.token_logprobs(leaf(x), t, temperature=T)
+    with pytest.raises(TypeError, match="beta"):
+        kk.js_div(leaf(x), x, beta=torch.tensor(0.3, requires_grad=True))
+    with pytest.raises(TypeError, match="clamp"):
+        kk.kl_estimate(leaf(x), x, "k3", clamp=torch.tensor(1.0, requires_grad=True))
+
+
+def test_complex_input_with_grad_is_refused():
+    a = torch.randn(3, 4, dtype=torch.complex128, requires_grad=True)
+    for f in (lambda: kk.logsumexp(a, axis=1), lambda: kk.logsumexp(a, return_sign=True),
+              lambda: kk.softmax(a, axis=1), lambda: kk.log_softmax(a, axis=1)):
+        with pytest.raises(TypeError, match="complex"):
+            f()
+
+
+@pytest.mark.parametrize("kind", ["logits", "logprobs"])
+@pytest.mark.parametrize("beta", [0.0, 1.0])
+def test_js_div_gradient_is_zero_at_beta_0_and_1(kind, beta):
+    """JS is 0 for every P, Q at beta 0 and 1, zero probabilities included."""
+    p = torch.tensor([[0.0, -np.inf, 1.0], [0.0, -200.0, 3.0]], requires_grad=True)
+    q = torch.tensor([[1.0, 2.0, -np.inf], [-200.0, 0.0, 1.0]], requires_grad=True)
+    if kind == "logprobs":
+        p, q = [torch.log_softmax(v.detach(), -1).requires_grad_() for v in (p, q)]
+    kk.js_div(p, q, beta=beta, kind=kind).sum().backward()
+    assert torch.equal(p.grad, torch.zeros_like(p)) and torch.equal(q.grad, torch.zeros_like(q))
+
+
+def test_broadcast_gradient_bits_do_not_depend_on_torch_threads():
+    lp = torch.tensor(0.3, dtype=torch.float64, requires_grad=True)
+    ref = randn(400_000, seed=202, dtype=torch.float64)
+    p = randn(64, seed=203, dtype=torch.float64, grad=True)
+    q = randn(500, 64, seed=204, dtype=torch.float64)
+    old = torch.get_num_threads()
+    got = []
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            lp.grad = p.grad = None
+            kk.kl_estimate(lp, ref, "k3").sum().backward()
+            kk.kl_div(p, q).sum().backward()
+            got.append((lp.grad.clone(), p.grad.clone()))
+    finally:
+        torch.set_num_threads(old)
+    assert all(torch.equal(a, b) for a, b in zip(*got))
+
+
+def test_backward_entries_check_their_buffers():
+    """The Cython entries refuse layouts they would misread (never a read of
+    freed or foreign memory)."""
+    from klkit import _cpu
+
+    x = np.random.default_rng(0).standard_normal((4, 50)).astype(np.float32)
+    t = np.arange(4, dtype=np.int64)
+    lse = np.zeros(4)
+    out = np.empty_like(x)
+    with pytest.raises(ValueError, match="coef"):
+        _cpu.token_grad("float32", x, 1, t, 1.0, lse, np.ones((4, 8))[:, ::2], None, out)
+    with pytest.raises(ValueError, match="coef"):
+        _cpu.token_grad("float32", x, 1, t, 1.0, lse, np.asfortranarray(np.ones((4, 4))), None,
+                        out)
+    with pytest.raises(ValueError, match="overlap"):
+        _cpu.token_grad("float32", x, 1, t, 1.0, lse, np.ones((4, 4)), None, x)
+    with pytest.raises(ValueError, match="saved"):
+        _cpu.div_grad("kl_div", "logits", "float32", x, x.copy(), 1, 1.0, 0.5,
+                      np.asfortranarray(np.zeros((4, 3))), np.ones(4), out, None)

@@ -63,8 +63,17 @@ def kind(kind):
     return kind
 
 
+def _constant(value, name):
+    """A scalar option is a constant: a torch tensor that requires grad
+    would silently get no gradient, so it is refused."""
+    if getattr(value, "requires_grad", False):
+        raise TypeError(f"{name}: klkit does not differentiate with respect to {name}; pass a "
+                        f"number or a tensor that does not require grad ({name}.item())")
+
+
 def temperature(temperature, kind="logits"):
     """A finite number > 0; other than 1 only for kind="logits"."""
+    _constant(temperature, "temperature")
     try:
         t = float(temperature)
     except (TypeError, ValueError):
@@ -79,6 +88,7 @@ def temperature(temperature, kind="logits"):
 
 def log_base(base):
     """log(base) for a finite positive base other than 1; None for None (nats)."""
+    _constant(base, "base")
     if base is None:
         return None
     try:
@@ -91,6 +101,7 @@ def log_base(base):
 
 
 def beta(beta):
+    _constant(beta, "beta")
     try:
         b = float(beta)
     except (TypeError, ValueError):
@@ -158,6 +169,7 @@ def reduction(reduction):
 
 
 def label_smoothing(eps):
+    _constant(eps, "label_smoothing")
     try:
         e = float(eps)
     except (TypeError, ValueError):
@@ -193,6 +205,7 @@ def estimator(estimator):
 
 def clamp(clamp):
     """inf for None, else a number >= 0."""
+    _constant(clamp, "clamp")
     if clamp is None:
         return math.inf
     try:
@@ -217,6 +230,7 @@ def mode(mode):
 
 
 def empty(empty):
+    _constant(empty, "empty")
     try:
         return float(empty)
     except (TypeError, ValueError):
@@ -225,6 +239,7 @@ def empty(empty):
 
 def count(value, name):
     """None, or a finite number >= 0 (global token / sequence counts, lengths)."""
+    _constant(value, name)
     if value is None:
         return None
     try:

@@ -2,12 +2,18 @@
 
 A public function called with a torch tensor that requires grad (grad mode
 on) runs here: a ``torch.autograd.Function`` whose forward is the same
-kernels as the no-grad path, saving O(1) numbers per row (the row's lse,
-its value, its entropy) besides the inputs autograd already holds, and
-whose backward is a streaming kernel (kernels/cpu/grad.c) that reads each
-input row once and writes its gradient once, in the input's dtype (16-bit
+kernels as the no-grad path (the divergences of logits add one lse pass
+over each input), saving O(1) numbers per row (the row's lse, its value,
+its entropy) besides the inputs autograd already holds, and whose backward
+is a kernel (kernels/cpu/grad.c) that reads each input row once (JS of
+logits: twice) and writes its gradient once, in the input's dtype (16-bit
 inputs: computed in float32, rounded to nearest even).  No [N, V] array is
-saved or formed but the gradient itself.
+saved or formed but the gradient itself.  Gradients of broadcast inputs
+are summed with NumPy (a fixed order, whatever torch's thread count).
+
+Only tensors are differentiated: class weights, temperatures and the other
+scalar options given as tensors that require grad are refused
+(TypeError), as is complex input.
 
 The segment family (segment_*, kl_estimate, seq_kl, agg_loss) is linear in
 its per-token terms: its backward is per-token torch arithmetic in float64
@@ -16,7 +22,8 @@ on arrays of the token count, the gradient's own size.
 Double backward is not supported: a gradient computed with
 create_graph=True carries a node that raises a RuntimeError saying so when
 it is differentiated (torch's once_differentiable does the same, but only
-where the incoming gradient itself requires grad).
+where the incoming gradient itself requires grad; this uses the same
+private torch node, DelayedError).
 """
 import functools
 import math
@@ -29,7 +36,7 @@ from ._arrays import (as_input, float_input, kernel_precision, kernel_view, prec
                       result_dtype, rows)
 
 
-def once_differentiable(backward):
+def first_order_only(backward):
     """Run a backward without recording it; under create_graph=True give its
     gradients a node that raises on a second differentiation."""
     @functools.wraps(backward)
@@ -61,11 +68,12 @@ def _np(t, name):
 
 def _torch(a, like):
     """A numpy gradient as a torch tensor of its shape and like's dtype
-    (bfloat16 numpy arrays carried over bit for bit)."""
+    (ml_dtypes bfloat16 arrays carried over bit for bit, float64 ones
+    rounded)."""
     a = np.asarray(a)
-    if not a.flags.c_contiguous:
+    if not (a.flags.c_contiguous and a.flags.writeable):
         a = a.copy()
-    if like.dtype == torch.bfloat16:
+    if a.dtype.name == "bfloat16":       # (ml_dtypes): torch cannot take it from NumPy
         return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
     return torch.from_numpy(a).to(like.dtype)
 
@@ -79,6 +87,22 @@ def _tensor(a):
 def _flat64(g, n):
     """An upstream gradient as n float64 values (a copy: O(rows))."""
     return np.ascontiguousarray(g.detach().to(torch.float64).reshape(-1).numpy()).reshape(n)
+
+
+def _sum_to(a, shape):
+    """The float64 gradient a of a broadcast result summed back to an
+    input's shape, by NumPy (its order is fixed)."""
+    a = np.asarray(a, np.float64)
+    lead = a.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(lead + i for i, n in enumerate(shape)
+                                      if n == 1 and a.shape[lead + i] != 1)
+    return (a.sum(axis=axes, keepdims=True) if axes else a).reshape(shape)
+
+
+def _no_complex(x, name):
+    if getattr(x, "is_complex", lambda: False)():
+        raise TypeError(f"{name}: gradients of complex input are not supported; compute the "
+                        "real and imaginary parts with torch")
 
 
 def _unmove(a, axes):
@@ -100,8 +124,9 @@ def _lse_rows(v, n_lead, prec, inv_temp):
     return lse
 
 
-def _check_temperature(work, name):
-    if work is None:
+def _check_temperature(prec, name):
+    """prec None: no kernel precision takes this temperature."""
+    if prec is None:
         raise ValueError(f"{name}: gradients need a temperature in [1e-307, 1e305] "
                          "(beyond it only the NumPy reference computes the value)")
 
@@ -134,7 +159,7 @@ class _TokenLogprobs(torch.autograd.Function):
         return tuple(res)
 
     @staticmethod
-    @once_differentiable
+    @first_order_only
     def backward(ctx, g_lp, g_ent, g_lse):
         (logits,) = ctx.saved_tensors
         n = ctx.tgt.shape[0]
@@ -173,6 +198,7 @@ def token_logprobs(logits, targets, temperature, ignore_index, return_entropy, r
 class _SoftmaxCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits, targets, weight, ignore_index, eps, reduction):
+        # (the weights are constants: softmax_cross_entropy() refuses ones that require grad)
         from .tokens import _loss, _prepare
 
         v, tgt, ig, lead, dtype, wrap = _prepare(logits.detach(), targets, ignore_index)
@@ -191,13 +217,11 @@ class _SoftmaxCrossEntropy(torch.autograd.Function):
         ctx.save_for_backward(logits)
         ctx.tgt, ctx.keep, ctx.lse, ctx.w, ctx.wk = tgt, keep, lse, w64, wk
         ctx.eps, ctx.reduction, ctx.prec, ctx.C = eps, reduction, prec, C
-        if reduction == "mean":
-            w_t = np.where(keep, 1.0 if w64 is None else w64[np.where(keep, tgt, 0)], 0.0)
-            ctx.den = math.fsum(w_t)
+        ctx.w_t = np.where(keep, 1.0 if w64 is None else w64[np.where(keep, tgt, 0)], 0.0)
         return _tensor(np.asarray(loss).reshape(lead if reduction == "none" else ()).astype(dtype))
 
     @staticmethod
-    @once_differentiable
+    @first_order_only
     def backward(ctx, g):
         (logits,) = ctx.saved_tensors
         n, eps, C, tgt, keep = ctx.tgt.shape[0], ctx.eps, ctx.C, ctx.tgt, ctx.keep
@@ -205,16 +229,18 @@ class _SoftmaxCrossEntropy(torch.autograd.Function):
             gi = _flat64(g, n)
         else:
             gi = np.full(n, float(g))
-            if ctx.reduction == "mean":
-                gi = gi / ctx.den if ctx.den else np.zeros(n)
-        w_t = np.where(keep, 1.0 if ctx.w is None else ctx.w[np.where(keep, tgt, 0)], 0.0)
+            if ctx.reduction == "mean":     # a zero weight sum: inf / nan, as torch
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    gi = gi / math.fsum(ctx.w_t)
+        w_t = ctx.w_t
         W = float(C) if ctx.w is None else math.fsum(ctx.w)
         # loss_i = (1-eps) (-w_t log p_t) + eps/C (-sum_c w_c log p_c):
         # d/dx_c = p_c ((1-eps) w_t + eps W / C) - (1-eps) w_t [c = t] - eps/C w_c
         coef = np.zeros((n, 4))
-        coef[:, 0] = gi * ((1.0 - eps) * w_t + (eps * W / C if C else 0.0))
-        coef[:, 2] = -gi * (1.0 - eps) * w_t
-        coef[:, 3] = -gi * eps / C if C else 0.0
+        with np.errstate(invalid="ignore"):
+            coef[:, 0] = gi * ((1.0 - eps) * w_t + (eps * W / C if C else 0.0))
+            coef[:, 2] = -gi * (1.0 - eps) * w_t
+            coef[:, 3] = -gi * eps / C if C else 0.0
         coef[~keep] = 0.0
         x = float_input(_np(logits, "logits"), "logits")
         v = kernel_view(x, x.ndim - 1)
@@ -227,6 +253,9 @@ class _SoftmaxCrossEntropy(torch.autograd.Function):
 
 
 def softmax_cross_entropy(logits, targets, weight, ignore_index, label_smoothing, reduction):
+    if getattr(weight, "requires_grad", False):
+        raise TypeError("weight: klkit does not differentiate with respect to the class weights "
+                        "(neither does torch's cross_entropy); pass weight.detach()")
     reduction = _args.reduction(reduction)
     eps = _args.label_smoothing(label_smoothing)
     return _SoftmaxCrossEntropy.apply(logits, targets, weight, ignore_index, eps, reduction)
@@ -251,7 +280,7 @@ class _LogSumExp(torch.autograd.Function):
         return _tensor(res.reshape(shape))
 
     @staticmethod
-    @once_differentiable
+    @first_order_only
     def backward(ctx, g):
         (a,) = ctx.saved_tensors
         x = float_input(_np(a, "a"), "a")
@@ -281,39 +310,37 @@ class _LogSumExpWeighted(torch.autograd.Function):
         val, sign = twin(an.astype(np.float64), axis=axis,
                          b=None if bn is None else bn.astype(np.float64), keepdims=True,
                          return_sign=True)
-        ctx.save_for_backward(a, b if isinstance(b, torch.Tensor) else None)
-        ctx.b_np, ctx.val, ctx.sign = bn, val, sign
+        ctx.save_for_backward(*[t if isinstance(t, torch.Tensor) else None for t in (a, b)])
+        ctx.a_np, ctx.b_np, ctx.val, ctx.sign = an, bn, val, sign
         out, sg = res if return_sign else (res, np.zeros(()))
         sg = _tensor(sg)
         ctx.mark_non_differentiable(sg)
         return _tensor(out), sg
 
     @staticmethod
-    @once_differentiable
+    @first_order_only
     def backward(ctx, g, _gs):
         a, b = ctx.saved_tensors
-        a64 = a.detach().to(torch.float64)
-        keep = torch.as_tensor(np.asarray(ctx.val, np.float64))
-        sign = torch.as_tensor(np.asarray(ctx.sign, np.float64))
-        g64 = g.detach().to(torch.float64).reshape(keep.shape)
-        e = torch.exp(a64 - keep) * sign * g64
-        bb = torch.ones((), dtype=torch.float64) if ctx.b_np is None else \
-            torch.as_tensor(np.asarray(ctx.b_np, np.float64))
-        ga = gb = None
-        if ctx.needs_input_grad[0]:
-            ga = torch.where(bb == 0, 0.0, e * bb).sum_to_size(a.shape).to(a.dtype)
-        if ctx.needs_input_grad[1]:
-            gb = torch.broadcast_to(e, torch.broadcast_shapes(e.shape, bb.shape))
-            gb = gb.sum_to_size(b.shape).to(b.dtype)
+        g64 = _flat64(g, ctx.val.size).reshape(ctx.val.shape)
+        with np.errstate(invalid="ignore", over="ignore"):
+            e = np.exp(ctx.a_np.astype(np.float64) - ctx.val) * ctx.sign * g64
+            bb = 1.0 if ctx.b_np is None else ctx.b_np.astype(np.float64)
+            ga = gb = None
+            if ctx.needs_input_grad[0]:
+                ga = _torch(_sum_to(np.where(bb == 0, 0.0, e * bb), a.shape), a)
+            if ctx.needs_input_grad[1]:
+                gb = _torch(_sum_to(np.broadcast_to(e, np.broadcast_shapes(e.shape, np.shape(bb))),
+                                    b.shape), b)
         return ga, gb, None, None, None
 
 
 def logsumexp(a, axis, b, keepdims, return_sign):
+    _no_complex(a, "a")
+    _no_complex(b, "b")
     if b is not None or return_sign:
         val, sign = _LogSumExpWeighted.apply(a, b, axis, keepdims, return_sign)
         return (val, sign) if return_sign else val
-    x = float_input(_np(a, "a"), "a")
-    return _LogSumExp.apply(a, _args.axes(axis, x.ndim), keepdims)
+    return _LogSumExp.apply(a, _args.axes(axis, a.dim()), keepdims)
 
 
 class _Softmax(torch.autograd.Function):
@@ -324,11 +351,11 @@ class _Softmax(torch.autograd.Function):
         y = _softmax_family(x.detach(), axis, None, log)
         ctx.save_for_backward(y)
         ctx.axes = _args.axes(axis, x.dim())
-        ctx.log, ctx.x_dtype = log, x.dtype
+        ctx.log, ctx.x_dtype, ctx.x_np_dtype = log, x.dtype, _np(x.reshape(-1)[:0], "x").dtype
         return y
 
     @staticmethod
-    @once_differentiable
+    @first_order_only
     def backward(ctx, gy):
         (y,) = ctx.saved_tensors
         yn = _np(y, "y")
@@ -338,9 +365,7 @@ class _Softmax(torch.autograd.Function):
         axes = ctx.axes if y.dim() else (0,)
         vy, n_lead, _ = rows(yn, axes)
         vg, _, _ = rows(gn, axes)
-        xdt = np.dtype(np.float64) if ctx.x_dtype == torch.float64 else \
-            _np(torch.empty(0, dtype=ctx.x_dtype), "x").dtype
-        out = np.empty(vy.shape, xdt)
+        out = np.empty(vy.shape, float_input(np.empty(0, ctx.x_np_dtype), "x").dtype)
         if out.size:
             _kernels.backend(vy).softmax_grad(ctx.log, vy, vg, n_lead, out)
         r = _unmove(out, axes).reshape(y.shape)
@@ -348,6 +373,7 @@ class _Softmax(torch.autograd.Function):
 
 
 def softmax(x, axis, out, log):
+    _no_complex(x, "x")
     if out is not None:
         raise TypeError("out: not supported for a tensor that requires grad (torch's "
                         "out= functions are not differentiable either); leave out=None")
@@ -382,12 +408,12 @@ class _Divergence(torch.autograd.Function):
             saved[:, 2] = val
         ctx.save_for_backward(*[a if isinstance(a, torch.Tensor) else None for a in (p, q)])
         ctx.o, ctx.op, ctx.saved, ctx.beta, ctx.t = o, op, saved, beta, temperature
-        ctx.log_base, ctx.arrays = log_base, dets
+        ctx.log_base = log_base
         res = val / log_base if log_base is not None else val
         return _tensor(res.reshape(o.kept_shape).astype(o.out_dtype))
 
     @staticmethod
-    @once_differentiable
+    @first_order_only
     def backward(ctx, g):
         o, op = ctx.o, ctx.op
         n = math.prod(o.kept_shape)
@@ -411,22 +437,19 @@ class _Divergence(torch.autograd.Function):
                 grads.append(None)
                 continue
             full = _unmove(gr, (o.axis,))
-            if full.shape == tuple(a.shape):
-                grads.append(_torch(full, a))
-            else:                     # a broadcast input: summed in float32 / float64
-                wide = full.astype(np.float64 if full.dtype == np.float64 else np.float32)
-                grads.append(torch.from_numpy(wide).sum_to_size(a.shape).to(a.dtype))
+            grads.append(_torch(full if full.shape == tuple(a.shape) else _sum_to(full, a.shape),
+                                a))
         return grads[0], grads[1], None, None, None, None, None, None
 
 
-def divergence(op, arrays, axis, kind, base, temperature, beta=0.5):
-    kind = _args.kind(kind)
+def divergence(op, arrays, axis, kind, log_base, temperature, beta):
+    """(kind, log_base, temperature and beta already checked by the caller)"""
+    for a, name in zip(arrays, ("p", "q")):
+        _no_complex(a, name)
     if kind == "probs":
         raise ValueError("kind: gradients are computed for kind='logits' and kind='logprobs'; "
                          "for probabilities pass their logarithm with kind='logprobs' "
                          "(normalised) or kind='logits'")
-    temperature = _args.temperature(temperature, kind)
-    log_base = _args.log_base(base)
     p, q = (arrays[0], None) if len(arrays) == 1 else arrays
     return _Divergence.apply(p, q, op, axis, kind, log_base, temperature, beta)
 
@@ -491,7 +514,7 @@ class _Segment(torch.autograd.Function):
         return out
 
     @staticmethod
-    @once_differentiable
+    @first_order_only
     def backward(ctx, g):
         from .segments import _layout
 
@@ -544,16 +567,17 @@ class _KlEstimate(torch.autograd.Function):
         return out if isinstance(out, torch.Tensor) else torch.as_tensor(out)
 
     @staticmethod
-    @once_differentiable
+    @first_order_only
     def backward(ctx, g):
         a, b = [t.detach().to(torch.float64) if t is not None else torch.from_numpy(n)
                 for t, n in zip(ctx.saved_tensors, ctx.np)]
-        s = _estimator_slope(a - b, ctx.est, ctx.clamp) * g.detach().to(torch.float64)
+        s = (_estimator_slope(a - b, ctx.est, ctx.clamp) * g.detach().to(torch.float64)).numpy()
         ga = gb = None
+        ta, tb = ctx.saved_tensors
         if ctx.needs_input_grad[0]:
-            ga = s.sum_to_size(ctx.saved_tensors[0].shape).to(ctx.saved_tensors[0].dtype)
+            ga = _torch(_sum_to(s, ta.shape), ta)
         if ctx.needs_input_grad[1]:
-            gb = (-s).sum_to_size(ctx.saved_tensors[1].shape).to(ctx.saved_tensors[1].dtype)
+            gb = _torch(_sum_to(-s, tb.shape), tb)
         return ga, gb, None, None
 
 
@@ -575,7 +599,7 @@ class _SeqKl(torch.autograd.Function):
         return out
 
     @staticmethod
-    @once_differentiable
+    @first_order_only
     def backward(ctx, g):
         from .segments import _layout
 
@@ -596,8 +620,8 @@ class _SeqKl(torch.autograd.Function):
 
 def seq_kl(logp, ref_logp, offsets, mask, estimator, reduce, clamp, empty):
     if not (isinstance(logp, torch.Tensor) and isinstance(ref_logp, torch.Tensor)):
-        raise TypeError("ref_logp: with a logp that requires grad, pass ref_logp as a torch "
-                        "tensor too (the same layout)")
+        raise TypeError("logp, ref_logp: where one requires grad, pass both as torch tensors "
+                        "(the same layout)")
     return _SeqKl.apply(logp, ref_logp, offsets, mask, _args.estimator(estimator),
                         _args.reduce(reduce), _args.clamp(clamp), _args.empty(empty))
 
@@ -614,7 +638,7 @@ class _AggLoss(torch.autograd.Function):
         return out
 
     @staticmethod
-    @once_differentiable
+    @first_order_only
     def backward(ctx, g):
         from .segments import _layout
 

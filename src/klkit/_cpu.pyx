@@ -462,11 +462,13 @@ def token_rows(str prec, cnp.ndarray x, int n_lead, cnp.ndarray targets, long lo
 cdef int _grad_out(cnp.ndarray out, cnp.ndarray like, int n_lead, kk_rows *d,
                    str name) except -1:
     """d = out: a writeable array of like's shape and dtype, distinct
-    elements, described as rows like like's."""
+    elements, apart from like's memory, described as rows like like's."""
     if (<object>out).shape != (<object>like).shape or out.dtype != like.dtype \
             or not out.flags.writeable:
         raise ValueError(f"{name}: expected a writeable {like.dtype} array of shape "
                          f"{(<object>like).shape}")
+    if np.may_share_memory(out, like):
+        raise ValueError(f"{name}: may not overlap the input")
     _describe(out, n_lead, d, name)
     _distinct(d, name)
     return 0
@@ -476,6 +478,15 @@ cdef const double *_f64_vector(cnp.ndarray a, int64_t n, str name) except NULL:
     if a.ndim != 1 or a.shape[0] != n or not _is(a, c'f', 8) or not a.flags.c_contiguous \
             or not a.flags.aligned:
         raise ValueError(f"{name}: expected a contiguous float64 vector of length {n}")
+    return <const double *>cnp.PyArray_DATA(a)
+
+
+cdef const double *_f64_rows(cnp.ndarray a, int64_t n, int k, str name) except NULL:
+    """a: a C-contiguous float64 [n, k] array (checked as it is: a reshaped
+    temporary would be freed before the kernel reads it)."""
+    if a.ndim != 2 or a.shape[0] != n or a.shape[1] != k or not _is(a, c'f', 8) \
+            or not a.flags.c_contiguous or not a.flags.aligned:
+        raise ValueError(f"{name}: expected a C-contiguous float64 array of shape ({n}, {k})")
     return <const double *>cnp.PyArray_DATA(a)
 
 
@@ -492,7 +503,7 @@ def token_grad(str prec, cnp.ndarray x, int n_lead, targets, double inv_temp, cn
     _grad_out(out, x, n_lead, &do, "out")
     cdef int64_t n_rows = dx.n_rows, n = dx.n, i, t
     cdef const double *pl = _f64_vector(lse, n_rows, "lse")
-    cdef const double *pc4 = _f64_vector(coef.reshape(-1), 4 * n_rows, "coef")
+    cdef const double *pc4 = _f64_rows(coef, n_rows, 4, "coef")
     cdef const int64_t *pt = NULL
     if targets is not None:
         pt = _i64_vector(targets, n_rows, "targets")
@@ -506,7 +517,7 @@ def token_grad(str prec, cnp.ndarray x, int n_lead, targets, double inv_temp, cn
     if weight is not None:
         wa = weight
         if not _is(wa, c'f', 8 if pc == KK_F64 else 4) or wa.ndim != 1 or wa.shape[0] != n \
-                or not wa.flags.c_contiguous:
+                or not wa.flags.c_contiguous or not wa.flags.aligned:
             raise ValueError(f"weight: expected a contiguous {prec} vector of {n} values")
         pw = cnp.PyArray_DATA(wa)
     with nogil:
@@ -531,11 +542,14 @@ def div_grad(str op, str kind, str prec, cnp.ndarray p, q, int n_lead, double in
             raise ValueError("dq: the entropy has one argument")
         _grad_out(dq, q, n_lead, &oq_, "dq")
         pdq = &oq_
+    for a, b in ((dp, q), (dq, p), (dp, dq)):
+        if a is not None and b is not None and np.may_share_memory(a, b):
+            raise ValueError("dp, dq: may not overlap each other or the inputs")
     cdef const double *ps = NULL
     if ikind == KK_LOGITS:
         if saved is None:
             raise ValueError("saved: logits need the forward's lse and value per row")
-        ps = _f64_vector(saved.reshape(-1), 3 * rp.n_rows, "saved")
+        ps = _f64_rows(saved, rp.n_rows, 3, "saved")
     cdef const double *pg = _f64_vector(g, rp.n_rows, "g")
     with nogil:
         kk_div_grad(iop, ikind, pc, &rp, pq, inv_temp, beta, ps, pg, pdp, pdq)
@@ -555,6 +569,8 @@ def softmax_grad(bint log, cnp.ndarray y, cnp.ndarray gy, int n_lead, cnp.ndarra
         raise ValueError(f"out: expected a writeable array of shape {(<object>y).shape}")
     _describe(out, n_lead, &do, "out")
     _distinct(&do, "out")
+    if np.may_share_memory(out, y) or np.may_share_memory(out, gy):
+        raise ValueError("out: may not overlap y or gy")
     cdef int lg = log, pc = dy.dtype
     with nogil:
         kk_softmax_grad(lg, pc, &dy, &dg, &do)

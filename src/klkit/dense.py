@@ -77,6 +77,7 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
         return _autograd.logsumexp(a, axis, b, keepdims, return_sign)
     a, wrap = as_input(a, "a")
     if b is not None or return_sign or a.dtype.kind == "c":
+        b = None if b is None else as_input(b, "b")[0]     # (a torch bfloat16 b included)
         res = _kernels.twin("logsumexp")(a, axis=axis, b=b, keepdims=keepdims,
                                          return_sign=return_sign)
         return tuple(wrap(r) for r in res) if return_sign else wrap(res)

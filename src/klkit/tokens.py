@@ -182,7 +182,7 @@ def softmax_cross_entropy(logits, targets, *, weight=None, ignore_index=-100,
     d loss_i / dx_c = p_c ((1-eps) w_t + eps W / V) - (1-eps) w_t [c = t]
     - eps w_c / V, times the reduction's factor, written once per row.
     """
-    if wants_grad(logits):
+    if wants_grad(logits, weight):
         from . import _autograd
 
         return _autograd.softmax_cross_entropy(logits, targets, weight, ignore_index,
