@@ -14,9 +14,11 @@ grad, and int64 targets, it times in one run, on the same tensors:
     klkit+entropy  the same with return_entropy=True, loss lp.sum() + H.sum()
     torch+entropy  log_softmax once, lp and H = -(exp(ls) * ls).sum(-1) from it
 
-each as the median of --repeats interleaved rounds (x.grad reset to None
-before each call, so every backward allocates its gradient), and prints
-each time as a multiple of the floor and klkit's speed-up over torch.  Then
+each case as --repeats interleaved (floor, case) pairs, the cases one
+after the other (x.grad reset to None before each call, so every backward
+allocates its gradient), and prints the median of each case's per-pair
+ratios to the floor (and their range) and klkit's speed-up over torch (the
+ratio of median times).  Then
 (unless --no-memory) each of the four runs once in a fresh subprocess that
 reports its peak resident memory above what the inputs already used
 (VmHWM - VmRSS before the call, Linux): the gradient itself is
@@ -30,7 +32,7 @@ import subprocess
 import sys
 import time
 
-CASES = ("klkit", "torch", "klkit+entropy", "torch+entropy")
+CASES = ("klkit", "klkit+entropy", "torch", "torch+entropy")
 
 
 def make_inputs(rows, vocab, seed=0):
@@ -109,26 +111,33 @@ def main():
     torch.set_num_threads(a.threads)
     x, t = make_inputs(a.rows, a.vocab)
     xn = x.detach().numpy()
-    fns = {"floor": lambda: np.max(xn, axis=-1), **{c: (lambda c=c: step(c, x, t)) for c in CASES}}
-    for f in fns.values():        # warm-up (first-touch of every buffer)
-        f()
-    times = {k: [] for k in fns}
-    for _ in range(a.repeats):     # interleaved rounds
-        for k, f in fns.items():
+    floor = lambda: np.max(xn, axis=-1)  # noqa: E731
+    ratios, secs = {}, {}
+    # each case as interleaved (floor, case) pairs, the klkit cases first:
+    # torch's gigabytes of temporaries, freed, leave the next huge-page
+    # allocations to compaction, which would be charged to whatever follows
+    for c in CASES:
+        step(c, x, t)              # warm-up
+        ratios[c], secs[c] = [], []
+        for _ in range(a.repeats):
             t0 = time.perf_counter()
-            f()
-            times[k].append(time.perf_counter() - t0)
-    med = {k: statistics.median(v) for k, v in times.items()}
+            floor()
+            t1 = time.perf_counter()
+            step(c, x, t)
+            t2 = time.perf_counter()
+            ratios[c].append((t2 - t1) / (t1 - t0))
+            secs[c].append(t2 - t1)
     print(f"token_logprobs forward + backward, float32 [{a.rows}, {a.vocab}] "
           f"({a.rows * a.vocab * 4 / 2**20:.0f} MiB), {a.threads} threads, "
-          f"code path {kk._kernels.build_info().get('isa', '?')}, median of {a.repeats}")
+          f"code path {kk._kernels.build_info().get('isa', '?')}, {a.repeats} pairs each")
     print(f"{'case':15s} {'x floor':>8s} {'range':>13s} {'klkit speed-up':>15s}")
-    for k in fns:
-        lo, hi = min(times[k]) / med["floor"], max(times[k]) / med["floor"]
+    for c in CASES:
+        med = statistics.median(ratios[c])
         up = ""
-        if k.startswith("torch"):
-            up = f"{med[k] / med[k.replace('torch', 'klkit')]:.1f}x"
-        print(f"{k:15s} {med[k] / med['floor']:7.2f}x {lo:6.2f}-{hi:5.2f}x {up:>15s}")
+        if c.startswith("torch"):
+            mine = secs[c.replace("torch", "klkit")]
+            up = f"{statistics.median(secs[c]) / statistics.median(mine):.1f}x"
+        print(f"{c:15s} {med:7.2f}x {min(ratios[c]):6.2f}-{max(ratios[c]):5.2f}x {up:>15s}")
     if a.no_memory:
         return
     grad_mib = a.rows * a.vocab * 4 / 2**20
