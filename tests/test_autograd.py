@@ -1078,3 +1078,45 @@ def test_backward_entries_check_their_buffers():
     with pytest.raises(ValueError, match="saved"):
         _cpu.div_grad("kl_div", "logits", "float32", x, x.copy(), 1, 1.0, 0.5,
                       np.asfortranarray(np.zeros((4, 3))), np.ones(4), out, None)
+
+
+@pytest.mark.parametrize("T", [1.0, 0.7])
+@pytest.mark.parametrize("spread", [1e-2, 1e-4, 1e-6])
+def test_kl_div_gradient_keeps_relative_accuracy_for_close_logits(spread, T):
+    """float32 KL gradients against float64 on the same float32 logits: the
+    lse difference comes from KL's own sums, so the error stays at float32
+    rounding however close P and Q are (torch's float32 recipe: 4e-5..0.5)."""
+    rng = np.random.default_rng(7)
+    x = (rng.standard_normal((8, 4096)) * 3).astype(np.float32)
+    y = (x + rng.standard_normal(x.shape) * spread).astype(np.float32)
+    P = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    Q = torch.tensor(y, dtype=torch.float64, requires_grad=True)
+    lp, lq = torch.log_softmax(P / T, -1), torch.log_softmax(Q / T, -1)
+    (lp.exp() * (lp - lq)).sum().backward()
+    a, b = torch.tensor(x, requires_grad=True), torch.tensor(y, requires_grad=True)
+    kk.kl_div(a, b, temperature=T).sum().backward()
+    for got, want in ((a.grad, P.grad), (b.grad, Q.grad)):
+        assert float((got.double() - want).norm() / want.norm()) < 1e-6
+
+
+def test_kl_div_gradient_rows_beyond_the_sums():
+    """Rows whose KL sums the kernels do not trust (huge logits) take their
+    lse separately; a row with P > 0 = Q (KL = inf) does not disturb them."""
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((3, 300)) * 3
+    y = x + rng.standard_normal(x.shape) * 0.1
+    x[1] += 2e4                                  # |m| eps > 1e-3 in float32
+    y[1] += 2e4
+    y[2, 5] = -np.inf                            # P > 0 = Q: KL = +inf
+    x, y = x.astype(np.float32), y.astype(np.float32)
+    P = torch.tensor(x[:2], dtype=torch.float64, requires_grad=True)
+    Q = torch.tensor(y[:2], dtype=torch.float64, requires_grad=True)
+    lp, lq = torch.log_softmax(P, -1), torch.log_softmax(Q, -1)
+    (lp.exp() * (lp - lq)).sum().backward()
+    a, b = torch.tensor(x, requires_grad=True), torch.tensor(y, requires_grad=True)
+    v = kk.kl_div(a, b)
+    assert math.isinf(v[2])
+    v[:2].sum().backward()
+    for got, want in ((a.grad[:2], P.grad), (b.grad[:2], Q.grad)):
+        assert float((got.double() - want).norm() / want.norm()) < 1e-3
+    assert torch.equal(a.grad[2], torch.zeros(300)) and torch.equal(b.grad[2], torch.zeros(300))

@@ -113,6 +113,21 @@ void KK_FN(kk_div_grad)(int op, int kind, int prec, const kk_rows *p, const kk_r
             if (dq) oq_ = kk_row_at(dq, r);
             const double *sv = saved ? saved + 3 * r : NULL;
             double s[2];
+            if (g[r] == 0.0 || (op == KK_JS && (beta == 0.0 || beta == 1.0))) {
+                /* a row that contributes nothing is not read (as in
+                 * kk_token_grad: no 0 * inf from an infinite divergence);
+                 * JS is 0 for every P, Q at beta 0 and 1 (M is P or Q): so
+                 * is its gradient (the formulas would give 0 * inf where
+                 * M = 0) */
+                if (prec == KK_F64) {
+                    if (dp) fill_d(op_, i0, i1, 0.0, direct_p, sc.out1);
+                    if (dq) fill_d(oq_, i0, i1, 0.0, direct_q, sc.out1);
+                } else {
+                    if (dp) fill_f(op_, i0, i1, 0.0f, direct_p, (float *)sc.out1);
+                    if (dq) fill_f(oq_, i0, i1, 0.0f, direct_q, (float *)sc.out1);
+                }
+                continue;
+            }
             if (prec == KK_F64) {
                 double *bp = sc.in1, *bq = sc.in2, *gp = sc.out1, *gq = sc.out2;
                 if (kind == KK_LOGPROBS) {

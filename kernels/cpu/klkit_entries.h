@@ -107,7 +107,8 @@
     /* g[r] times the gradient of op(p, q) of row r (kind; inv_temp scales     \
      * logits) into dp and dq (either NULL: not wanted; dq NULL for          \
      * KK_ENTROPY); logits need saved[3r .. 3r+2] = lse of p, lse of q,      \
-     * value in nats (saved NULL for log-probs) */                           \
+     * value in nats (saved NULL for log-probs).  A row with g[r] = 0 is    \
+     * written as zeros without being read. */                              \
     X(isa, kk_div_grad,                                                        \
       (int op, int kind, int prec, const kk_rows *p, const kk_rows *q,         \
        double inv_temp, double beta, const double *saved, const double *g,     \

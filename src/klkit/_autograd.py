@@ -2,8 +2,8 @@
 
 A public function called with a torch tensor that requires grad (grad mode
 on) runs here: a ``torch.autograd.Function`` whose forward is the same
-kernels as the no-grad path (the divergences of logits add one lse pass
-over each input), saving O(1) numbers per row (the row's lse, its value,
+kernels as the no-grad path (the divergences of logits add one pass over
+each input for its lse: KL's from its own sums, _kl_lse), saving O(1) numbers per row (the row's lse, its value,
 its entropy) besides the inputs autograd already holds, and whose backward
 is a kernel (kernels/cpu/grad.c) that reads each input row once (JS of
 logits: twice) and writes its gradient once, in the input's dtype (16-bit
@@ -402,9 +402,12 @@ class _Divergence(torch.autograd.Function):
         saved = None
         if o.kind == "logits":
             saved = np.zeros((n, 3))
-            saved[:, 0] = _lse_rows(o.views[0], o.n_lead, o.prec, 1.0 / temperature)
-            if len(o.views) > 1:
-                saved[:, 1] = _lse_rows(o.views[1], o.n_lead, o.prec, 1.0 / temperature)
+            if op == "kl_div" and n:
+                saved[:, 0], saved[:, 1] = _kl_lse(o, 1.0 / temperature)
+            else:
+                saved[:, 0] = _lse_rows(o.views[0], o.n_lead, o.prec, 1.0 / temperature)
+                if len(o.views) > 1:
+                    saved[:, 1] = _lse_rows(o.views[1], o.n_lead, o.prec, 1.0 / temperature)
             saved[:, 2] = val
         ctx.save_for_backward(*[a if isinstance(a, torch.Tensor) else None for a in (p, q)])
         ctx.o, ctx.op, ctx.saved, ctx.beta, ctx.t = o, op, saved, beta, temperature
@@ -440,6 +443,43 @@ class _Divergence(torch.autograd.Function):
             grads.append(_torch(full if full.shape == tuple(a.shape) else _sum_to(full, a.shape),
                                 a))
         return grads[0], grads[1], None, None, None, None, None, None
+
+
+#: the unit roundoff KL's sums are judged by (REAL_EPS of kernels/cpu/precisions.inc)
+_KERNEL_EPS = {"float32": 1.1920929e-07, "float64": 2.220446049250313e-16}
+
+
+def _kl_lse(o, inv_t):
+    """(lse_p, lse_q) of each row pair of logits for KL's backward, their
+    difference taken from the KL kernel's own sums (divergence.h: W, A, B
+    of the log-ratio D at shift c):  lse_p - lse_q = c - log1p(A/W - B/W),
+    as accurate as KL itself.  Two lse computed apart would each carry the
+    rounding of their sums (~1e-7 in float32), which swamps log P - log Q
+    when P and Q are close.  lse_p = m + log W.  Rows whose sums are not
+    usable (huge logits, NaN, P > 0 = Q: the kernels' own test) take the
+    two lse."""
+    be = _kernels.backend(*o.views)
+    p, q = o.views
+    n = math.prod(o.kept_shape)
+    st = np.empty(n, be.KL_STATE)
+    be.div_rows("kl_div", "logits", o.prec, p, q, o.n_lead, inv_t, 0.5, st)
+    empty = np.zeros(n, be.KL_STATE)
+    empty["m"] = empty["mq"] = empty["off_m"] = -np.inf
+    empty["off_s"] = -1.0
+    fin = np.empty_like(st)                # combined with the empty state: finished
+    be.state_combine("kl", st, empty, fin, inv_temp=inv_t)
+    m, W, A, B = fin["m"], fin["W"], fin["A"], fin["B"]
+    c = (fin["ch"] + fin["cl"]) * inv_t
+    with np.errstate(all="ignore"):
+        ok = ((fin["has_sums"] != 0) & (fin["nan"] == 0) & (fin["zq"] == 0) & np.isfinite(m)
+              & np.isfinite(fin["mq"]) & ((abs(m) + abs(c)) * _KERNEL_EPS[o.prec] <= 1e-3)
+              & np.isfinite(A) & np.isfinite(B) & (A >= 0) & (abs(B) <= 64.0 * W) & (W > 0))
+        lse_p = m + np.log(W)
+        lse_q = lse_p - (c - np.log1p(A / W - B / W))
+    if not ok.all():
+        lse_p = np.where(ok, lse_p, _lse_rows(p, o.n_lead, o.prec, inv_t))
+        lse_q = np.where(ok, lse_q, _lse_rows(q, o.n_lead, o.prec, inv_t))
+    return lse_p, lse_q
 
 
 def divergence(op, arrays, axis, kind, log_base, temperature, beta):

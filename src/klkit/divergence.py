@@ -125,8 +125,10 @@ def entropy(p, axis=-1, *, kind="logits", base=None, temperature=1.0):
     (temperature included) and "logprobs" (kind "probs" raises ValueError:
     pass log p with kind="logprobs"): the backward kernel reads each input
     row once and writes its gradient once; the forward saves the value and
-    each input's lse per row.  Broadcast inputs get their gradients summed
-    over the broadcast axes.  The same holds for :func:`cross_entropy`,
+    each input's lse per row.  A row whose incoming gradient is 0 gets a
+    zero gradient (it is not read: an infinite divergence there gives 0,
+    not NaN).  Broadcast inputs get their gradients summed over the
+    broadcast axes.  The same holds for :func:`cross_entropy`,
     :func:`kl_div` and :func:`js_div`, with gradients to both arguments.
     """
     return _reduce("entropy", (p,), axis, kind, base, temperature)
@@ -168,15 +170,15 @@ def kl_div(p, q, axis=-1, *, kind="logits", base=None, temperature=1.0):
     inputs and stays >= 0 for slightly unnormalised ones (and its gradient
     is that form's: P (log P - log Q) and Q - P).
 
-    Differentiable in p and q as :func:`entropy` says; from logits
-    dKL/dxp = P (log P - log Q - KL) / T with log P - log Q taken from the
-    logit difference and the two lse, and dKL/dxq = (Q - P) / T as
-    P (e^-d - 1) where |d| is small.  The float32 gradient's error is then
-    set by the lse difference, which shrinks with KL less fast than the
-    gradient does: measured relative errors (2-norm, against float64 on the
-    same float32 logits) 3e-6, 3e-4 and 3e-2 for logits differing by 1e-2,
-    1e-4 and 1e-6, 15-20x below torch's float32 log_softmax recipe (float64
-    logits: about 1e-9 times those).
+    Differentiable in p and q as :func:`entropy` says.  From logits
+    dKL/dxp = P (log P - log Q - KL) / T and dKL/dxq = (Q - P) / T, with
+    log P - log Q = (xp - xq) / T - (lse_p - lse_q) where the lse difference
+    comes from the same shifted sums as KL (not from two separately rounded
+    lse) and Q - P = P (e^-d - 1) through phi where |d| is small: the
+    gradients keep their relative accuracy when P and Q are close.
+    Measured in float32 against float64 on the same logits (2-norm relative
+    error, logits differing by 1e-2 to 1e-6, T = 1 and 0.7): <= 3e-7, where
+    torch's float32 log_softmax recipe gives 4e-5 to 0.5.
     """
     return _reduce("kl_div", (p, q), axis, kind, base, temperature)
 
