@@ -3,11 +3,12 @@
 A public function called with a torch tensor that requires grad (grad mode
 on) runs here: a ``torch.autograd.Function`` whose forward is the same
 kernels as the no-grad path (the divergences of logits add one pass over
-each input for its lse: KL's from its own sums, _kl_lse), saving O(1) numbers per row (the row's lse, its value,
-its entropy) besides the inputs autograd already holds, and whose backward
-is a kernel (kernels/cpu/grad.c) that reads each input row once (JS of
-logits: twice) and writes its gradient once, in the input's dtype (16-bit
-inputs: computed in float32, rounded to nearest even).  No [N, V] array is
+each input for its lse; KL's from its own sums, _kl_lse), saving O(1)
+numbers per row (the row's lse, its value, its entropy) besides the inputs
+autograd already holds, and whose backward is a kernel (kernels/cpu/grad.c)
+that reads each input row once (JS of logits: twice) and writes its
+gradient once, in the input's dtype (16-bit inputs: computed in float32,
+rounded to nearest even).  No [N, V] array is
 saved or formed but the gradient itself.  Gradients of broadcast inputs
 are summed with NumPy (a fixed order, whatever torch's thread count).
 
