@@ -2,8 +2,8 @@
 
 A public function called with a torch tensor that requires grad (grad mode
 on) runs here: a ``torch.autograd.Function`` whose forward is the same
-kernels as the no-grad path (the divergences of logits add one pass over
-each input for its lse; KL's from its own sums, _kl_lse), saving O(1)
+kernels as the no-grad path (KL and JS of logits add one pass over each
+input for its lse; KL's from its own sums, _kl_lse), saving O(1)
 numbers per row (the row's lse, its value, its entropy) besides the inputs
 autograd already holds, and whose backward is a kernel (kernels/cpu/grad.c)
 that reads each input row once (JS of logits: twice) and writes its
@@ -394,21 +394,34 @@ class _Divergence(torch.autograd.Function):
         dets = [a.detach() if isinstance(a, torch.Tensor) else a for a in arrays]
         o = _operands(op, dets, axis, kind, temperature)
         _check_temperature(o.prec, "temperature")
-        n = math.prod(o.kept_shape)
+        n, it = math.prod(o.kept_shape), 1.0 / temperature
+        be = _kernels.backend(*o.views)
+        qv = o.views[1] if len(o.views) > 1 else None
         val = np.empty(n, np.float64)
-        if n:
-            _kernels.backend(*o.views).div_rows(op, o.kind, o.prec, o.views[0],
-                                                o.views[1] if len(o.views) > 1 else None,
-                                                o.n_lead, 1.0 / temperature, beta, val)
         saved = None
-        if o.kind == "logits":
+        if o.kind == "logits" and op in _ROW_STATES and n:
+            # entropy, cross-entropy: the value and the lse in one pass, from
+            # the row's state (its value is the kernel's own, bit for bit)
+            kind_, dtype = _ROW_STATES[op]
+            st = np.empty(n, getattr(be, dtype))
+            be.div_rows(op, o.kind, o.prec, o.views[0], qv, o.n_lead, it, beta, st)
+            be.state_values(kind_, st, val, inv_temp=it)
+            saved = np.zeros((n, 3))
+            with np.errstate(divide="ignore", invalid="ignore"):    # empty rows: -inf
+                saved[:, 0] = st["m"] + np.log1p(st["s"])
+                if qv is not None:
+                    saved[:, 1] = st["mq"] + np.log1p(st["sq"])
+        elif n:
+            be.div_rows(op, o.kind, o.prec, o.views[0], qv, o.n_lead, it, beta, val)
+        if o.kind == "logits" and saved is None:
             saved = np.zeros((n, 3))
             if op == "kl_div" and n:
-                saved[:, 0], saved[:, 1] = _kl_lse(o, 1.0 / temperature)
-            else:
-                saved[:, 0] = _lse_rows(o.views[0], o.n_lead, o.prec, 1.0 / temperature)
-                if len(o.views) > 1:
-                    saved[:, 1] = _lse_rows(o.views[1], o.n_lead, o.prec, 1.0 / temperature)
+                saved[:, 0], saved[:, 1] = _kl_lse(o, it)
+            else:               # JS, or no rows
+                saved[:, 0] = _lse_rows(o.views[0], o.n_lead, o.prec, it)
+                if qv is not None:
+                    saved[:, 1] = _lse_rows(qv, o.n_lead, o.prec, it)
+        if saved is not None:
             saved[:, 2] = val
         ctx.save_for_backward(*[a if isinstance(a, torch.Tensor) else None for a in (p, q)])
         ctx.o, ctx.op, ctx.saved, ctx.beta, ctx.t = o, op, saved, beta, temperature
@@ -445,6 +458,9 @@ class _Divergence(torch.autograd.Function):
                                 a))
         return grads[0], grads[1], None, None, None, None, None, None
 
+
+#: the divergences whose row state holds their lse: (state kind, record type)
+_ROW_STATES = {"entropy": ("entropy", "ENTROPY_STATE"), "cross_entropy": ("xent", "XENT_STATE")}
 
 #: the unit roundoff KL's sums are judged by (REAL_EPS of kernels/cpu/precisions.inc)
 _KERNEL_EPS = {"float32": 1.1920929e-07, "float64": 2.220446049250313e-16}
