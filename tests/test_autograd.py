@@ -1120,3 +1120,12 @@ def test_kl_div_gradient_rows_beyond_the_sums():
     for got, want in ((a.grad[:2], P.grad), (b.grad[:2], Q.grad)):
         assert float((got.double() - want).norm() / want.norm()) < 1e-3
     assert torch.equal(a.grad[2], torch.zeros(300)) and torch.equal(b.grad[2], torch.zeros(300))
+
+
+def test_gradient_where_lse_leaves_float32_range():
+    """logits / T beyond float32's range (a tiny temperature): the backward
+    runs in float64 instead of turning the lse into inf (NaN gradients)."""
+    x = torch.tensor([[1e10, 0.0, 3e9]], requires_grad=True)
+    with np.errstate(over="ignore"):
+        kk.token_logprobs(x, torch.tensor([2]), temperature=1e-30).sum().backward()
+    assert torch.isfinite(x.grad).all()

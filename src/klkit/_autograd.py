@@ -125,6 +125,15 @@ def _lse_rows(v, n_lead, prec, inv_temp):
     return lse
 
 
+def _grad_prec(prec, *lse):
+    """The backward kernels' precision: the forward's, unless an lse
+    (logits / T) lies beyond float32's range, where the float kernels could
+    not hold it: float64 then (it reads float32 and 16-bit input too)."""
+    if prec == "float32" and any(np.any(np.abs(v[np.isfinite(v)]) > 1e38) for v in lse):
+        return "float64"
+    return prec
+
+
 def _check_temperature(prec, name):
     """prec None: no kernel precision takes this temperature."""
     if prec is None:
@@ -181,8 +190,8 @@ class _TokenLogprobs(torch.autograd.Function):
         v = kernel_view(x, x.ndim - 1)
         out = np.empty(v.shape, v.dtype)
         if out.size:
-            _kernels.backend(v).token_grad(ctx.prec, v, v.ndim - 1, ctx.tgt, 1.0 / t, ctx.lse,
-                                           coef, None, out)
+            _kernels.backend(v).token_grad(_grad_prec(ctx.prec, ctx.lse), v, v.ndim - 1, ctx.tgt,
+                                           1.0 / t, ctx.lse, coef, None, out)
         return _torch(out, logits), None, None, None, None
 
 
@@ -441,7 +450,8 @@ class _Divergence(torch.autograd.Function):
         outs = [np.empty(v.shape, v.dtype) if w else None for v, w in zip(o.views, want)] \
             + [None]
         if n and o.views[0].size:
-            _kernels.backend(*o.views).div_grad(op, o.kind, o.prec, o.views[0],
+            prec = o.prec if ctx.saved is None else _grad_prec(o.prec, ctx.saved[:, :2])
+            _kernels.backend(*o.views).div_grad(op, o.kind, prec, o.views[0],
                                                 o.views[1] if len(o.views) > 1 else None,
                                                 o.n_lead, 1.0 / ctx.t, ctx.beta, ctx.saved,
                                                 g64, outs[0], outs[1])
