@@ -12,8 +12,9 @@
  * and reused ones alike.
  *
  * Work split: the elementwise gradients go to OpenMP threads as (row, tile)
- * items of at most TILE elements; the two that first need a sum over the
- * row (JS of logits, softmax / log_softmax) as whole rows.  An element's
+ * items of at most TILE elements; softmax / log_softmax, which first sum
+ * over the row, as whole rows (so are JS's sums, kk_js_sums, which its
+ * forward saves).  An element's
  * value depends only on its row, so the bits do not depend on the thread
  * count or on the other rows.  Compiled once per instruction set like
  * dense.c (KK_ISA).
@@ -94,10 +95,8 @@ void KK_FN(kk_div_grad)(int op, int kind, int prec, const kk_rows *p, const kk_r
                         double inv_temp, double beta, const double *saved, const double *g,
                         const kk_rows *dp, const kk_rows *dq)
 {
-    int64_t n_rows = p->n_rows, n = p->n;
-    /* JS of logits sums over its row first: whole rows */
-    int js = op == KK_JS && kind == KK_LOGITS;
-    int64_t tiles = js ? 1 : n_tiles(n);
+    int64_t n_rows = p->n_rows, n = p->n, tiles = n_tiles(n);
+    int js = op == KK_JS && kind == KK_LOGITS;      /* its sums in saved[3, 4] */
     int direct_p = dp && in_place(dp, prec), direct_q = dq && in_place(dq, prec);
 #pragma omp parallel if (n_rows * n >= PAR_MIN)
     {
@@ -111,8 +110,7 @@ void KK_FN(kk_div_grad)(int op, int kind, int prec, const kk_rows *p, const kk_r
             if (op != KK_ENTROPY) rq = kk_row_at(q, r);
             if (dp) op_ = kk_row_at(dp, r);
             if (dq) oq_ = kk_row_at(dq, r);
-            const double *sv = saved ? saved + 3 * r : NULL;
-            double s[2];
+            const double *sv = saved ? saved + 5 * r : NULL;
             if (g[r] == 0.0 || (op == KK_JS && (beta == 0.0 || beta == 1.0))) {
                 /* a row that contributes nothing is not read (as in
                  * kk_token_grad: no 0 * inf from an infinite divergence);
@@ -135,9 +133,8 @@ void KK_FN(kk_div_grad)(int op, int kind, int prec, const kk_rows *p, const kk_r
                                         direct_q, bp, bq, gp, gq);
                     continue;
                 }
-                if (js) js_sums_d(rp, rq, n, inv_temp, sv, beta, bp, bq, s);
                 div_span_d(op, rp, rq, op_, oq_, i0, i1, inv_temp, sv, g[r], beta,
-                           js ? s : NULL, direct_p, direct_q, bp, bq, gp, gq);
+                           js ? sv + 3 : NULL, direct_p, direct_q, bp, bq, gp, gq);
             } else {
                 float *bp = (float *)sc.in1, *bq = (float *)sc.in2;
                 float *gp = (float *)sc.out1, *gq = (float *)sc.out2;
@@ -146,11 +143,30 @@ void KK_FN(kk_div_grad)(int op, int kind, int prec, const kk_rows *p, const kk_r
                                         direct_p, direct_q, bp, bq, gp, gq);
                     continue;
                 }
-                if (js) js_sums_f(rp, rq, n, (float)inv_temp, sv, (float)beta, bp, bq, s);
                 div_span_f(op, rp, rq, op_, oq_, i0, i1, (float)inv_temp, sv, g[r],
-                           (float)beta, js ? s : NULL, direct_p, direct_q, bp, bq, gp,
+                           (float)beta, js ? sv + 3 : NULL, direct_p, direct_q, bp, bq, gp,
                            gq);
             }
+        }
+    }
+}
+
+void KK_FN(kk_js_sums)(int prec, const kk_rows *p, const kk_rows *q, double inv_temp,
+                       double beta, double *saved)
+{
+    int64_t n_rows = p->n_rows, n = p->n;
+#pragma omp parallel if (n_rows * n >= PAR_MIN)
+    {
+        scratch_t sc;
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < n_rows; r++) {
+            kk_row rp = kk_row_at(p, r), rq = kk_row_at(q, r);
+            double *sv = saved + 5 * r;
+            if (prec == KK_F64)
+                js_sums_d(rp, rq, n, inv_temp, sv, beta, sc.in1, sc.in2, sv + 3);
+            else
+                js_sums_f(rp, rq, n, (float)inv_temp, sv, (float)beta, (float *)sc.in1,
+                          (float *)sc.in2, sv + 3);
         }
     }
 }

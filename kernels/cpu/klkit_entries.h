@@ -106,14 +106,23 @@
                                                                                \
     /* g[r] times the gradient of op(p, q) of row r (kind; inv_temp scales     \
      * logits) into dp and dq (either NULL: not wanted; dq NULL for          \
-     * KK_ENTROPY); logits need saved[3r .. 3r+2] = lse of p, lse of q,      \
-     * value in nats (saved NULL for log-probs).  A row with g[r] = 0 is    \
-     * written as zeros without being read. */                              \
+     * KK_ENTROPY); logits need saved[5r .. 5r+4] = lse of p, lse of q,      \
+     * value in nats and, for KK_JS, the two sums of kk_js_sums (saved NULL  \
+     * for log-probs).  A row with g[r] = 0 is written as zeros without     \
+     * being read. */                                                        \
     X(isa, kk_div_grad,                                                        \
       (int op, int kind, int prec, const kk_rows *p, const kk_rows *q,         \
        double inv_temp, double beta, const double *saved, const double *g,     \
        const kk_rows *dp, const kk_rows *dq),                                  \
       (op, kind, prec, p, q, inv_temp, beta, saved, g, dp, dq))                \
+                                                                               \
+    /* JS of logits' forward, for its backward: from saved[5r], saved[5r+1]  \
+     * (the lse of p and q rows), the sums sum P log(P/M) and sum Q log(Q/M) \
+     * into saved[5r+3], saved[5r+4] */                                      \
+    X(isa, kk_js_sums,                                                         \
+      (int prec, const kk_rows *p, const kk_rows *q, double inv_temp,          \
+       double beta, double *saved),                                            \
+      (prec, p, q, inv_temp, beta, saved))                                     \
                                                                                \
     /* softmax (log_ = 0) / log_softmax (log_ = 1) backward: from the rows of  \
      * the output y and of the upstream gradient gy (both of the precision's \

@@ -6,8 +6,7 @@ kernels as the no-grad path (KL and JS of logits add one pass over each
 input for its lse; KL's from its own sums, _kl_lse), saving O(1)
 numbers per row (the row's lse, its value, its entropy) besides the inputs
 autograd already holds, and whose backward is a kernel (kernels/cpu/grad.c)
-that reads each input row once (JS of logits: twice) and writes its
-gradient once, in the input's dtype (16-bit inputs: computed in float32,
+that reads each input row once and writes its gradient once, in the input's dtype (16-bit inputs: computed in float32,
 rounded to nearest even).  No [N, V] array is
 saved or formed but the gradient itself.  Gradients of broadcast inputs
 are summed with NumPy (a fixed order, whatever torch's thread count).
@@ -415,7 +414,7 @@ class _Divergence(torch.autograd.Function):
             st = np.empty(n, getattr(be, dtype))
             be.div_rows(op, o.kind, o.prec, o.views[0], qv, o.n_lead, it, beta, st)
             be.state_values(kind_, st, val, inv_temp=it)
-            saved = np.zeros((n, 3))
+            saved = np.zeros((n, 5))
             with np.errstate(divide="ignore", invalid="ignore"):    # empty rows: -inf
                 saved[:, 0] = st["m"] + np.log1p(st["s"])
                 if qv is not None:
@@ -423,7 +422,7 @@ class _Divergence(torch.autograd.Function):
         elif n:
             be.div_rows(op, o.kind, o.prec, o.views[0], qv, o.n_lead, it, beta, val)
         if o.kind == "logits" and saved is None:
-            saved = np.zeros((n, 3))
+            saved = np.zeros((n, 5))
             if op == "kl_div" and n:
                 saved[:, 0], saved[:, 1] = _kl_lse(o, it)
             else:               # JS, or no rows
@@ -432,6 +431,8 @@ class _Divergence(torch.autograd.Function):
                     saved[:, 1] = _lse_rows(qv, o.n_lead, o.prec, it)
         if saved is not None:
             saved[:, 2] = val
+            if op == "js_div" and n and o.views[0].size:
+                be.js_sums(o.prec, o.views[0], qv, o.n_lead, it, beta, saved)
         ctx.save_for_backward(*[a if isinstance(a, torch.Tensor) else None for a in (p, q)])
         ctx.o, ctx.op, ctx.saved, ctx.beta, ctx.t = o, op, saved, beta, temperature
         ctx.log_base = log_base

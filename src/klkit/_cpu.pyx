@@ -64,6 +64,8 @@ cdef extern from "klkit_cpu.h":
     void kk_div_grad(int op, int kind, int prec, const kk_rows *p, const kk_rows *q,
                      double inv_temp, double beta, const double *saved, const double *g,
                      const kk_rows *dp, const kk_rows *dq) nogil
+    void kk_js_sums(int prec, const kk_rows *p, const kk_rows *q, double inv_temp,
+                    double beta, double *saved) nogil
     void kk_softmax_grad(int log_, int prec, const kk_rows *y, const kk_rows *gy,
                          const kk_rows *out) nogil
     # reduction states and their combines (the math headers)
@@ -528,7 +530,8 @@ def div_grad(str op, str kind, str prec, cnp.ndarray p, q, int n_lead, double in
              double beta, saved, cnp.ndarray g, dp, dq):
     """g[r] times the gradient of op of row r of p (and q) into dp and dq
     (arrays like p and q, or None where not wanted); saved: float64
-    [n_rows, 3] (lse of p, lse of q, value in nats) for logits, else None."""
+    [n_rows, 5] (lse of p, lse of q, value in nats, JS's two sums from
+    js_sums) for logits, else None."""
     cdef kk_rows rp, rq, op_, oq_
     cdef int iop = OPS[op], ikind = KINDS[kind], pc = _prec(prec)
     cdef const kk_rows *pq = _div_operands(iop, pc, p, q, n_lead, &rp, &rq)
@@ -549,10 +552,27 @@ def div_grad(str op, str kind, str prec, cnp.ndarray p, q, int n_lead, double in
     if ikind == KK_LOGITS:
         if saved is None:
             raise ValueError("saved: logits need the forward's lse and value per row")
-        ps = _f64_rows(saved, rp.n_rows, 3, "saved")
+        ps = _f64_rows(saved, rp.n_rows, 5, "saved")
     cdef const double *pg = _f64_vector(g, rp.n_rows, "g")
     with nogil:
         kk_div_grad(iop, ikind, pc, &rp, pq, inv_temp, beta, ps, pg, pdp, pdq)
+
+
+def js_sums(str prec, cnp.ndarray p, cnp.ndarray q, int n_lead, double inv_temp, double beta,
+            cnp.ndarray saved):
+    """saved[r, 3:5] = sum P log(P/M), sum Q log(Q/M) of row r of logits p,
+    q, from saved[r, 0:2] (their lse): what JS's backward needs."""
+    cdef kk_rows rp, rq
+    cdef int pc = _prec(prec)
+    _div_operands(KK_JS, pc, p, q, n_lead, &rp, &rq)
+    if saved.ndim != 2 or saved.shape[0] != rp.n_rows or saved.shape[1] != 5 \
+            or not _is(saved, c'f', 8) or not saved.flags.c_contiguous \
+            or not saved.flags.writeable or not saved.flags.aligned:
+        raise ValueError(f"saved: expected a writeable C-contiguous float64 array of shape "
+                         f"({rp.n_rows}, 5)")
+    cdef double *ps = <double *>cnp.PyArray_DATA(saved)
+    with nogil:
+        kk_js_sums(pc, &rp, &rq, inv_temp, beta, ps)
 
 
 def softmax_grad(bint log, cnp.ndarray y, cnp.ndarray gy, int n_lead, cnp.ndarray out):
