@@ -1122,10 +1122,16 @@ def test_kl_div_gradient_rows_beyond_the_sums():
     assert torch.equal(a.grad[2], torch.zeros(300)) and torch.equal(b.grad[2], torch.zeros(300))
 
 
-def test_gradient_where_lse_leaves_float32_range():
-    """logits / T beyond float32's range (a tiny temperature): the backward
-    runs in float64 instead of turning the lse into inf (NaN gradients)."""
-    x = torch.tensor([[1e10, 0.0, 3e9]], requires_grad=True)
+def test_gradient_of_unresolvable_rows_is_nan():
+    """logits / T so large (a tiny temperature) that the lse's rounding is
+    not small in nats: p cannot be resolved, the row's gradient is NaN
+    (not a finite wrong value); the other rows are untouched."""
+    x = torch.tensor([[1e10, 0.0, 3e9], [0.0, 0.0, 0.0]], requires_grad=True)
+    y = torch.tensor([[1e10, 1.0, 3e9], [0.0, 0.0, 0.0]], requires_grad=True)
     with np.errstate(over="ignore"):
-        kk.token_logprobs(x, torch.tensor([2]), temperature=1e-30).sum().backward()
-    assert torch.isfinite(x.grad).all()
+        kk.token_logprobs(x, torch.tensor([2, 1]), temperature=1e-30).sum().backward()
+    assert torch.isnan(x.grad[0]).all() and torch.isfinite(x.grad[1]).all()
+    x.grad = None
+    kk.kl_div(x, y, temperature=1e-30).sum().backward()
+    assert torch.isnan(x.grad[0]).all() and torch.isnan(y.grad[0]).all()
+    assert torch.isfinite(x.grad[1]).all() and torch.isfinite(y.grad[1]).all()

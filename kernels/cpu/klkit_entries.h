@@ -107,9 +107,10 @@
     /* g[r] times the gradient of op(p, q) of row r (kind; inv_temp scales     \
      * logits) into dp and dq (either NULL: not wanted; dq NULL for          \
      * KK_ENTROPY); logits need saved[5r .. 5r+4] = lse of p, lse of q,      \
-     * value in nats and, for KK_JS, the two sums of kk_js_sums (saved NULL  \
-     * for log-probs).  A row with g[r] = 0 is written as zeros without     \
-     * being read. */                                                        \
+     * value in nats and, for KK_KL, lse_p - lse_q (taken apart, to full    \
+     * precision) or, for KK_JS, the two sums of kk_js_sums (saved NULL for \
+     * log-probs).  A row with g[r] = 0 is written as zeros without being   \
+     * read. */                                                              \
     X(isa, kk_div_grad,                                                        \
       (int op, int kind, int prec, const kk_rows *p, const kk_rows *q,         \
        double inv_temp, double beta, const double *saved, const double *g,     \

@@ -124,13 +124,15 @@ def _lse_rows(v, n_lead, prec, inv_temp):
     return lse
 
 
-def _grad_prec(prec, *lse):
-    """The backward kernels' precision: the forward's, unless an lse
-    (logits / T) lies beyond float32's range, where the float kernels could
-    not hold it: float64 then (it reads float32 and 16-bit input too)."""
-    if prec == "float32" and any(np.any(np.abs(v[np.isfinite(v)]) > 1e38) for v in lse):
-        return "float64"
-    return prec
+#: beyond this |lse| (of logits / T) its float64 rounding is no longer small
+#: in nats: p = exp(x / T - lse) cannot be resolved, the row's gradient is NaN
+LSE_RESOLVED = 1e12
+
+
+def _resolvable(lse):
+    """lse with NaN where the gradient cannot be resolved (the backward
+    kernels write NaN for a row whose lse is not finite)."""
+    return np.where(np.abs(lse) > LSE_RESOLVED, np.nan, lse)
 
 
 def _check_temperature(prec, name):
@@ -189,8 +191,8 @@ class _TokenLogprobs(torch.autograd.Function):
         v = kernel_view(x, x.ndim - 1)
         out = np.empty(v.shape, v.dtype)
         if out.size:
-            _kernels.backend(v).token_grad(_grad_prec(ctx.prec, ctx.lse), v, v.ndim - 1, ctx.tgt,
-                                           1.0 / t, ctx.lse, coef, None, out)
+            _kernels.backend(v).token_grad(ctx.prec, v, v.ndim - 1, ctx.tgt, 1.0 / t,
+                                           _resolvable(ctx.lse), coef, None, out)
         return _torch(out, logits), None, None, None, None
 
 
@@ -424,7 +426,7 @@ class _Divergence(torch.autograd.Function):
         if o.kind == "logits" and saved is None:
             saved = np.zeros((n, 5))
             if op == "kl_div" and n:
-                saved[:, 0], saved[:, 1] = _kl_lse(o, it)
+                saved[:, 0], saved[:, 1], saved[:, 3] = _kl_lse(o, it)
             else:               # JS, or no rows
                 saved[:, 0] = _lse_rows(o.views[0], o.n_lead, o.prec, it)
                 if qv is not None:
@@ -451,10 +453,14 @@ class _Divergence(torch.autograd.Function):
         outs = [np.empty(v.shape, v.dtype) if w else None for v, w in zip(o.views, want)] \
             + [None]
         if n and o.views[0].size:
-            prec = o.prec if ctx.saved is None else _grad_prec(o.prec, ctx.saved[:, :2])
-            _kernels.backend(*o.views).div_grad(op, o.kind, prec, o.views[0],
+            saved = ctx.saved
+            if saved is not None:
+                saved = saved.copy()
+                saved[:, 0] = _resolvable(saved[:, 0])
+                saved[:, 1] = _resolvable(saved[:, 1])
+            _kernels.backend(*o.views).div_grad(op, o.kind, o.prec, o.views[0],
                                                 o.views[1] if len(o.views) > 1 else None,
-                                                o.n_lead, 1.0 / ctx.t, ctx.beta, ctx.saved,
+                                                o.n_lead, 1.0 / ctx.t, ctx.beta, saved,
                                                 g64, outs[0], outs[1])
         elif n:
             outs = [np.zeros(v.shape, v.dtype) if w else None for v, w in zip(o.views, want)] \
@@ -478,8 +484,8 @@ _KERNEL_EPS = {"float32": 1.1920929e-07, "float64": 2.220446049250313e-16}
 
 
 def _kl_lse(o, inv_t):
-    """(lse_p, lse_q) of each row pair of logits for KL's backward, their
-    difference taken from the KL kernel's own sums (divergence.h: W, A, B
+    """(lse_p, lse_q, lse_p - lse_q) of each row pair of logits for KL's
+    backward, the difference taken from the KL kernel's own sums (divergence.h: W, A, B
     of the log-ratio D at shift c):  lse_p - lse_q = c - log1p(A/W - B/W),
     as accurate as KL itself.  Two lse computed apart would each carry the
     rounding of their sums (~1e-7 in float32), which swamps log P - log Q
@@ -503,11 +509,13 @@ def _kl_lse(o, inv_t):
               & np.isfinite(fin["mq"]) & ((abs(m) + abs(c)) * _KERNEL_EPS[o.prec] <= 1e-3)
               & np.isfinite(A) & np.isfinite(B) & (A >= 0) & (abs(B) <= 64.0 * W) & (W > 0))
         lse_p = m + np.log(W)
-        lse_q = lse_p - (c - np.log1p(A / W - B / W))
+        diff = c - np.log1p(A / W - B / W)
+        lse_q = lse_p - diff
     if not ok.all():
         lse_p = np.where(ok, lse_p, _lse_rows(p, o.n_lead, o.prec, inv_t))
         lse_q = np.where(ok, lse_q, _lse_rows(q, o.n_lead, o.prec, inv_t))
-    return lse_p, lse_q
+        diff = np.where(ok, diff, lse_p - lse_q)
+    return lse_p, lse_q, diff
 
 
 def divergence(op, arrays, axis, kind, log_base, temperature, beta):

@@ -119,7 +119,8 @@ def token_logprobs(logits, targets, *, temperature=1.0, ignore_index=-100,
     (16-bit: computed in float32, rounded to nearest even); the forward
     saves one lse (and entropy) per position, no [..., V] array.  Ignored
     positions get a zero gradient row; a row whose lse is not finite (NaN,
-    +inf, all -inf) gets NaN.
+    +inf, all -inf), or beyond 1e12 in magnitude (logits / T so large that
+    the lse's rounding is not small in nats), gets NaN.
     """
     t = _args.temperature(temperature)
     if wants_grad(logits):
