@@ -32,6 +32,8 @@ import subprocess
 import sys
 import time
 
+from peak_memory import status_kib   # (bench/, beside this script)
+
 CASES = ("klkit", "klkit+entropy", "torch", "torch+entropy")
 
 
@@ -62,14 +64,6 @@ def step(case, x, t):
     else:
         ls = torch.log_softmax(x, -1)
         (ls.gather(-1, t[:, None]).sum() - (ls.exp() * ls).sum()).backward()
-
-
-def status_kib(field):
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
 
 
 def child(case, rows, vocab, threads):

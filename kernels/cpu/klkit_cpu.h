@@ -3,8 +3,8 @@
  * The kernel entry points are listed once, with their documentation, in
  * klkit_entries.h; this header declares them under their plain names, and,
  * in the per-ISA builds of the family files (dense.c, tokens.c, segment.c,
- * states.c, grad.c; KK_ISA
- * defined), under their ISA-suffixed names as well.
+ * states.c, grad.c; KK_ISA defined), under their ISA-suffixed names as
+ * well.
  */
 #ifndef KLKIT_CPU_H
 #define KLKIT_CPU_H
@@ -30,8 +30,8 @@ typedef struct {
 
 #include "klkit_entries.h"
 
-/* dense.c, tokens.c, segment.c, states.c and grad.c are compiled once per instruction set
- * (KK_ISA = base, avx2, avx512; CMakeLists.txt) and every name they export
+/* dense.c, tokens.c, segment.c, states.c and grad.c are compiled once per
+ * instruction set (KK_ISA = base, avx2, avx512; CMakeLists.txt) and every name they export
  * carries that suffix: KK_FN(kk_lse_rows) is kk_lse_rows_avx2 in the AVX2
  * build.  dispatch.c routes the plain names declared here to one of them. */
 #define KK_CAT2(a, b) a##_##b
