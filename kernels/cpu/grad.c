@@ -53,6 +53,15 @@ static int64_t n_tiles(int64_t n)
     return n > TILE ? (n + TILE - 1) / TILE : 1;
 }
 
+/* the row of work item `item` (of n_tiles(n) tiles per row of n elements),
+ * its elements [*i0, *i1) */
+static inline int64_t tile_span(int64_t item, int64_t tiles, int64_t n, int64_t *i0, int64_t *i1)
+{
+    *i0 = item % tiles * TILE;
+    *i1 = *i0 + TILE < n ? *i0 + TILE : n;
+    return item / tiles;
+}
+
 void KK_FN(kk_token_grad)(int prec, const kk_rows *x, const int64_t *targets, double inv_temp,
                           const double *lse, const double *coef, const void *weight,
                           const kk_rows *out)
@@ -64,8 +73,7 @@ void KK_FN(kk_token_grad)(int prec, const kk_rows *x, const int64_t *targets, do
         scratch_t sc;
 #pragma omp for schedule(static)
         for (int64_t item = 0; item < n_rows * tiles; item++) {
-            int64_t r = item / tiles, i0 = item % tiles * TILE;
-            int64_t i1 = i0 + TILE < n ? i0 + TILE : n;
+            int64_t i0, i1, r = tile_span(item, tiles, n, &i0, &i1);
             const double *cf = coef + 4 * r;
             kk_row row = kk_row_at(x, r), o = kk_row_at(out, r);
             int zero = cf[0] == 0 && cf[1] == 0 && cf[2] == 0 && cf[3] == 0;
@@ -103,8 +111,7 @@ void KK_FN(kk_div_grad)(int op, int kind, int prec, const kk_rows *p, const kk_r
         scratch_t sc;
 #pragma omp for schedule(static)
         for (int64_t item = 0; item < n_rows * tiles; item++) {
-            int64_t r = item / tiles, i0 = item % tiles * TILE;
-            int64_t i1 = i0 + TILE < n ? i0 + TILE : n;
+            int64_t i0, i1, r = tile_span(item, tiles, n, &i0, &i1);
             kk_row rp = kk_row_at(p, r), rq = { NULL, q };
             kk_row op_ = { NULL, dp }, oq_ = { NULL, dq };
             if (op != KK_ENTROPY) rq = kk_row_at(q, r);

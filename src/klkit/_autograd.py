@@ -33,7 +33,7 @@ import torch
 
 from . import _args, _kernels
 from ._arrays import (as_input, float_input, kernel_precision, kernel_view, precision,
-                      result_dtype, rows)
+                      rows)
 
 
 def first_order_only(backward):
@@ -279,16 +279,12 @@ def softmax_cross_entropy(logits, targets, weight, ignore_index, label_smoothing
 class _LogSumExp(torch.autograd.Function):
     @staticmethod
     def forward(ctx, a, axes, keepdims):
-        x = float_input(_np(a, "a"), "a")
-        v, n_lead, kept = rows(x, axes)
-        lse = np.empty(math.prod(kept), np.float64)
-        _kernels.backend(v).lse_rows(v, n_lead, lse)
+        from .dense import _lse
+
+        ctx.lse, res = _lse(float_input(_np(a, "a"), "a"), axes, keepdims)
         ctx.save_for_backward(a)
-        ctx.axes, ctx.lse = axes, lse
-        res = lse.astype(result_dtype(x.dtype))
-        shape = tuple(1 if i in axes else n for i, n in enumerate(x.shape)) if keepdims \
-            else kept
-        return _tensor(res.reshape(shape))
+        ctx.axes = axes
+        return _tensor(res)
 
     @staticmethod
     @first_order_only
@@ -362,7 +358,9 @@ class _Softmax(torch.autograd.Function):
         y = _softmax_family(x.detach(), axis, None, log)
         ctx.save_for_backward(y)
         ctx.axes = _args.axes(axis, x.dim())
-        ctx.log, ctx.x_dtype, ctx.x_np_dtype = log, x.dtype, _np(x.reshape(-1)[:0], "x").dtype
+        # an empty tensor of x's dtype: the gradient's (not a view of x,
+        # whose memory autograd need not keep)
+        ctx.log, ctx.x = log, torch.empty(0, dtype=x.dtype)
         return y
 
     @staticmethod
@@ -376,11 +374,10 @@ class _Softmax(torch.autograd.Function):
         axes = ctx.axes if y.dim() else (0,)
         vy, n_lead, _ = rows(yn, axes)
         vg, _, _ = rows(gn, axes)
-        out = np.empty(vy.shape, float_input(np.empty(0, ctx.x_np_dtype), "x").dtype)
+        out = np.empty(vy.shape, float_input(_np(ctx.x, "x"), "x").dtype)
         if out.size:
             _kernels.backend(vy).softmax_grad(ctx.log, vy, vg, n_lead, out)
-        r = _unmove(out, axes).reshape(y.shape)
-        return _torch(r, torch.empty(0, dtype=ctx.x_dtype)), None, None
+        return _torch(_unmove(out, axes).reshape(y.shape), ctx.x), None, None
 
 
 def softmax(x, axis, out, log):
@@ -495,13 +492,8 @@ def _kl_lse(o, inv_t):
     be = _kernels.backend(*o.views)
     p, q = o.views
     n = math.prod(o.kept_shape)
-    st = np.empty(n, be.KL_STATE)
-    be.div_rows("kl_div", "logits", o.prec, p, q, o.n_lead, inv_t, 0.5, st)
-    empty = np.zeros(n, be.KL_STATE)
-    empty["m"] = empty["mq"] = empty["off_m"] = -np.inf
-    empty["off_s"] = -1.0
-    fin = np.empty_like(st)                # combined with the empty state: finished
-    be.state_combine("kl", st, empty, fin, inv_temp=inv_t)
+    fin = np.empty(n, be.KL_STATE)          # a row's whole state: finished
+    be.div_rows("kl_div", "logits", o.prec, p, q, o.n_lead, inv_t, 0.5, fin)
     m, W, A, B = fin["m"], fin["W"], fin["A"], fin["B"]
     c = (fin["ch"] + fin["cl"]) * inv_t
     with np.errstate(all="ignore"):

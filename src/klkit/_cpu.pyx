@@ -273,11 +273,18 @@ cdef int _check_prec(int pc, const kk_rows *x, const kk_rows *y) except -1:
     return 0
 
 
-cdef const int64_t *_i64_vector(cnp.ndarray a, int64_t n, str name) except NULL:
-    if a.ndim != 1 or a.shape[0] != n or not _is(a, c'i', 8) or not a.flags.c_contiguous \
+cdef const void *_vector(cnp.ndarray a, int64_t n, char kind, str name) except NULL:
+    """The data of a, an aligned contiguous vector of n int64 (kind 'i') or
+    float64 (kind 'f') values."""
+    if a.ndim != 1 or a.shape[0] != n or not _is(a, kind, 8) or not a.flags.c_contiguous \
             or not a.flags.aligned:
-        raise ValueError(f"{name}: expected an aligned contiguous int64 vector of length {n}")
-    return <const int64_t *>cnp.PyArray_DATA(a)
+        raise ValueError(f"{name}: expected an aligned contiguous "
+                         f"{'int64' if kind == c'i' else 'float64'} vector of length {n}")
+    return cnp.PyArray_DATA(a)
+
+
+cdef inline const int64_t *_i64_vector(cnp.ndarray a, int64_t n, str name) except NULL:
+    return <const int64_t *>_vector(a, n, c'i', name)
 
 
 cdef double *_out_vector(cnp.ndarray out, int64_t n_rows) except NULL:
@@ -476,11 +483,8 @@ cdef int _grad_out(cnp.ndarray out, cnp.ndarray like, int n_lead, kk_rows *d,
     return 0
 
 
-cdef const double *_f64_vector(cnp.ndarray a, int64_t n, str name) except NULL:
-    if a.ndim != 1 or a.shape[0] != n or not _is(a, c'f', 8) or not a.flags.c_contiguous \
-            or not a.flags.aligned:
-        raise ValueError(f"{name}: expected a contiguous float64 vector of length {n}")
-    return <const double *>cnp.PyArray_DATA(a)
+cdef inline const double *_f64_vector(cnp.ndarray a, int64_t n, str name) except NULL:
+    return <const double *>_vector(a, n, c'f', name)
 
 
 cdef const double *_f64_rows(cnp.ndarray a, int64_t n, int k, str name) except NULL:

@@ -82,16 +82,20 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
                                          return_sign=return_sign)
         return tuple(wrap(r) for r in res) if return_sign else wrap(res)
     a = float_input(a, "a")
-    axes = _args.axes(axis, a.ndim)
+    _, res = _lse(a, _args.axes(axis, a.ndim), keepdims)
+    return wrap(res[()] if res.ndim == 0 else res)
+
+
+def _lse(a, axes, keepdims):
+    """(float64 lse of each row of float array a over ``axes``, the result:
+    in the result dtype, shaped as keepdims says)."""
     v, n_lead, kept_shape = rows(a, axes)
     out = np.empty(math.prod(kept_shape), np.float64)
     _kernels.backend(v).lse_rows(v, n_lead, out)
     res = out.astype(result_dtype(a.dtype), copy=False)
     if keepdims:
-        res = res.reshape(tuple(1 if i in axes else n for i, n in enumerate(a.shape)))
-    else:
-        res = res.reshape(kept_shape)
-    return wrap(res[()] if res.ndim == 0 else res)
+        return out, res.reshape(tuple(1 if i in axes else n for i, n in enumerate(a.shape)))
+    return out, res.reshape(kept_shape)
 
 
 def _softmax_family(x, axis, out, log):
