@@ -3,12 +3,13 @@ torch inputs, the one dtype promotion rule, and the row view (leading
 shape and strides, no copy) the kernels take.
 
 Nothing here computes; it decides which array the kernels see and what the
-caller gets back.  Device arrays (torch CUDA tensors, CuPy arrays) are
-refused by the backend seam (_kernels.py).
+caller gets back.  GPU arrays (torch CUDA tensors, CuPy arrays; any_device)
+take the GPU path of _gpu.py, whose array handling is _device.py.
 """
 import numpy as np
 
 from . import _kernels
+from ._device import any_device  # noqa: F401  (the public modules' test for the GPU path)
 
 #: the floating dtypes the kernels read as they are
 KERNEL_DTYPES = ("float16", "bfloat16", "float32", "float64")

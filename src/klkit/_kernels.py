@@ -6,8 +6,11 @@ points, all of the same names and arguments:
 
 * ``_cpu`` (Cython over kernels/cpu, OpenMP) for NumPy arrays: every input
   reaches it as a NumPy array, torch CPU tensors included (_arrays.py).
-* device arrays (torch CUDA tensors, CuPy arrays) need CUDA kernels, which
-  this build does not have: a TypeError naming the argument.
+* ``_cuda`` (Cython over kernels/cuda) for GPU arrays (torch CUDA tensors,
+  CuPy arrays), reached through _gpu.py: imported on the first GPU array
+  (gpu_backend()), never at ``import klkit`` (it links the CUDA runtime
+  statically, so a machine without a driver or a GPU imports klkit and
+  gets a clear error only when it passes a GPU array).
 * inputs no kernel takes (logsumexp's weights ``b`` and ``return_sign``,
   complex numbers, temperatures beyond the float64 kernels' range) are
   computed by the function's NumPy twin in klkit.reference (twin()).
@@ -23,8 +26,45 @@ def backend(*arrays):
 
 
 def no_backend(name, what):
-    """The error for an input no backend of this build computes on."""
-    return TypeError(f"{name}: {what} need klkit's CUDA kernels, which this build does not have")
+    """The error for GPU input to a function that computes on the host only."""
+    return TypeError(f"{name}: {what} are not taken by this function; pass host arrays")
+
+
+_GPU = None
+_GPU_ERROR = None
+
+
+def gpu_backend(name):
+    """klkit._cuda, imported and checked once; a TypeError naming the
+    argument and what is missing where this build has no CUDA kernels or
+    the driver or the GPU is missing or too old."""
+    global _GPU, _GPU_ERROR
+    if _GPU is not None:
+        return _GPU
+    if _GPU_ERROR is None:
+        try:
+            from . import _cuda
+        except ImportError:
+            _GPU_ERROR = ("this build of klkit has no CUDA kernels (it was built without a CUDA "
+                          "compiler: reinstall it where nvcc is on PATH, or pass host arrays)")
+        else:
+            driver, runtime, devices, err = _cuda.versions()
+            if driver == 0:
+                _GPU_ERROR = "no NVIDIA driver was found on this machine"
+            elif driver < runtime:
+                _GPU_ERROR = (f"the NVIDIA driver supports CUDA {_version(driver)}, older than "
+                              f"the CUDA {_version(runtime)} klkit was built with: install a "
+                              f"driver for CUDA {_version(runtime)} or newer")
+            elif devices == 0:
+                _GPU_ERROR = f"no GPU is visible ({_cuda.error_string(err)})"
+            else:
+                _GPU = _cuda
+                return _GPU
+    raise TypeError(f"{name}: GPU arrays need klkit's CUDA kernels, but {_GPU_ERROR}")
+
+
+def _version(v):
+    return f"{v // 1000}.{v % 1000 // 10}"
 
 
 def twin(name):
@@ -43,5 +83,19 @@ def get_num_threads():
 
 
 def build_info():
-    """The kernel build: compiler, code paths built and in use, OpenMP, CUDA."""
-    return _cpu.build_info()
+    """The kernel build: compiler, code paths built and in use, OpenMP, and
+    the CUDA kernels: built or not, their architectures, the driver and the
+    GPUs visible."""
+    info = _cpu.build_info()
+    try:
+        from . import _cuda
+    except ImportError:
+        return info
+    cu = _cuda.build_info()
+    if cu["driver"] == 0:
+        state = "no NVIDIA driver"
+    else:
+        state = f"driver for CUDA {_version(cu['driver'])}, {cu['devices']} GPU(s) visible"
+    info["cuda"] = (f"built for {cu['archs']} (CUDA runtime {_version(cu['runtime'])}, "
+                    f"linked statically); {state}")
+    return info

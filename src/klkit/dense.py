@@ -31,8 +31,9 @@ import math
 
 import numpy as np
 
-from . import _args, _kernels
-from ._arrays import as_input, float_input, kernel_view, moved, result_dtype, rows, wants_grad
+from . import _args, _gpu, _kernels
+from ._arrays import (any_device, as_input, float_input, kernel_view, moved, result_dtype, rows,
+                      wants_grad)
 from ._registry import public
 
 __all__ = ["logsumexp", "softmax", "log_softmax"]
@@ -71,6 +72,8 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
     With ``b`` or ``return_sign`` the backward is torch arithmetic in
     float64 on arrays of a's size.
     """
+    if any_device(a, b):
+        return _gpu.logsumexp(a, axis, b, keepdims, return_sign)
     if wants_grad(a, b):
         from . import _autograd
 
@@ -99,6 +102,8 @@ def _lse(a, axes, keepdims):
 
 
 def _softmax_family(x, axis, out, log):
+    if any_device(x, out):
+        return _gpu.softmax(x, axis, out, log)
     if wants_grad(x):
         from . import _autograd
 

@@ -23,8 +23,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import _args, _kernels
-from ._arrays import (as_input, common_dtype, finish, float_input, kernel_precision,
+from . import _args, _gpu, _kernels
+from ._arrays import (any_device, as_input, common_dtype, finish, float_input, kernel_precision,
                       narrowed, precision, result_dtype, rows, wants_grad)
 from ._registry import public
 
@@ -80,6 +80,8 @@ def _reduce(op, arrays, axis, kind, base, temperature, beta=0.5):
     kind = _args.kind(kind)
     temperature = _args.temperature(temperature, kind)
     log_base = _args.log_base(base)
+    if any_device(*arrays):
+        return _gpu.divergence(op, arrays, axis, kind, log_base, temperature, beta)
     if wants_grad(*arrays):
         from . import _autograd
 

@@ -73,10 +73,10 @@ import math
 
 import numpy as np
 
-from . import _args, _kernels
+from . import _args, _gpu, _kernels
 from ._registry import public
-from ._arrays import (as_input, common_dtype, float_input, identity, is_arrow, kernel_view,
-                      narrowed, precision, result_dtype, rows, wants_grad)
+from ._arrays import (any_device, as_input, common_dtype, float_input, identity, is_arrow,
+                      kernel_view, narrowed, precision, result_dtype, rows, wants_grad)
 
 __all__ = ["segment_sum", "segment_mean", "segment_max", "segment_logsumexp",
            "kl_estimate", "seq_kl", "agg_loss"]
@@ -166,6 +166,8 @@ def _run(op, lay, empty, dtype, est=None, other=None, clamp=math.inf, want_count
 
 
 def _reduce(op, values, offsets, mask, empty):
+    if any_device(values, offsets, mask):
+        return _gpu.segment(op, values, offsets, mask, empty)
     if wants_grad(values):
         from . import _autograd
 
@@ -289,6 +291,8 @@ def kl_estimate(logp, ref_logp, estimator="k1", *, clamp=None):
     estimator is constant (verl's clamp).  The backward is torch arithmetic
     in float64 on arrays of the inputs' size.
     """
+    if any_device(logp, ref_logp):
+        return _gpu.kl_estimate(logp, ref_logp, estimator, clamp)
     if wants_grad(logp, ref_logp):
         from . import _autograd
 
@@ -368,6 +372,8 @@ def seq_kl(logp, ref_logp, offsets=None, *, mask=None, estimator="k1", reduce="s
     result.  An empty sequence gives ``empty`` (default 0.0 for both
     reductions).  Result float32 (float64 for float64 input).
     """
+    if any_device(logp, ref_logp, offsets, mask):
+        return _gpu.seq_kl(logp, ref_logp, offsets, mask, estimator, reduce, clamp, empty)
     if wants_grad(logp, ref_logp):
         from . import _autograd
 
@@ -432,6 +438,8 @@ def agg_loss(values, offsets=None, *, mask=None, mode="token-mean", num_tokens=N
     and rounded once; returns a NumPy scalar, float32 (float64 for float64
     input), or a 0-d torch tensor for torch input.
     """
+    if any_device(values, offsets, mask):
+        return _gpu.agg_loss(values, offsets, mask, mode, num_tokens, num_seqs, norm_length)
     if wants_grad(values):
         from . import _autograd
 

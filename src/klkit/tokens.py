@@ -22,10 +22,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import _args, _kernels
+from . import _args, _gpu, _kernels
 from ._registry import public
-from ._arrays import (as_input, finish, float_input, kernel_precision, precision, result_dtype,
-                      rows, wants_grad)
+from ._arrays import (any_device, as_input, finish, float_input, kernel_precision, precision,
+                      result_dtype, rows, wants_grad)
 
 __all__ = ["token_logprobs", "softmax_cross_entropy", "TokenLogprobs"]
 
@@ -123,6 +123,8 @@ def token_logprobs(logits, targets, *, temperature=1.0, ignore_index=-100,
     the lse's rounding is not small in nats), gets NaN.
     """
     t = _args.temperature(temperature)
+    if any_device(logits, targets):
+        return _gpu.token_logprobs(logits, targets, t, ignore_index, return_entropy, return_lse)
     if wants_grad(logits):
         from . import _autograd
 
@@ -183,6 +185,9 @@ def softmax_cross_entropy(logits, targets, *, weight=None, ignore_index=-100,
     d loss_i / dx_c = p_c ((1-eps) w_t + eps W / V) - (1-eps) w_t [c = t]
     - eps w_c / V, times the reduction's factor, written once per row.
     """
+    if any_device(logits, targets, weight):
+        return _gpu.softmax_cross_entropy(logits, targets, weight, ignore_index, label_smoothing,
+                                          reduction)
     if wants_grad(logits, weight):
         from . import _autograd
 
