@@ -11,7 +11,7 @@ Needs a CUDA GPU, torch with CUDA and CuPy (the read floor is a plain
     same script measured; softmax outputs: read + write), torch eager's
     time for the same result and klkit's speed-up over it, and the largest
     error against klkit's CPU path on a sample of rows (relative to
-    1 + |value|).
+    1 + |value|; for the backward row, against torch's gradient).
 
 then the determinism checks (the same bits over 3 runs; a row alone and in
 its batch).  With --out the table is also written to DIR/gpu_check.txt.
@@ -138,9 +138,37 @@ def row_cases(shape, dtype, bw, reps, rows):
         torch.cuda.empty_cache()
         floor = nbytes / bw * 1e3
         out.append((name, shape, dtype, ms, ms / floor, ms_t, ms_t / ms, err))
-    del x, y
-    torch.cuda.empty_cache()
+    out.append(backward_case(x, t, bw, reps, shape, dtype))
     return out
+
+
+def backward_case(x, t, bw, reps, shape, dtype):
+    """token_logprobs forward + backward: floor = read the logits twice
+    (forward, backward) and write the gradient"""
+    xg = x.detach().requires_grad_(True)
+
+    def ours():
+        xg.grad = None
+        kk.token_logprobs(xg, t).sum().backward()
+
+    def theirs():
+        xg.grad = None
+        torch.log_softmax(xg.float(), -1).gather(-1, t[:, None]).sum().backward()
+    try:
+        ms = timed(ours, reps)
+        ours()
+        g = xg.grad.float()
+        theirs()
+        err = float(((g - xg.grad.float()).abs() / (1 + xg.grad.float().abs())).max())
+        ms_t = timed(theirs, reps)
+    except Exception as e:
+        return ("token_logprobs fwd+bwd", shape, dtype, f"FAILED: {type(e).__name__}: {e}")
+    finally:
+        xg.grad = None
+        torch.cuda.empty_cache()
+    nb = x.numel() * x.element_size()
+    return ("token_logprobs fwd+bwd", shape, dtype, ms, ms / (3 * nb / bw * 1e3), ms_t,
+            ms_t / ms, err)
 
 
 def segment_cases(n_tokens, bw, reps):

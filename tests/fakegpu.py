@@ -43,7 +43,19 @@ def device(a):
 
 
 def host(a):
-    return None if a is None else np.asarray(a.obj if hasattr(a, "obj") else a).view(np.ndarray)
+    """the NumPy view of a fake GPU array (or of its description, a Dev), a
+    torch CPU tensor included (bfloat16 through ml_dtypes)"""
+    if a is None:
+        return None
+    a = a.obj if hasattr(a, "obj") else a
+    if type(a).__module__.split(".")[0] == "torch":
+        a = a.detach()
+        if str(a.dtype) == "torch.bfloat16":
+            import torch
+
+            return a.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+        return a.numpy()
+    return np.asarray(a).view(np.ndarray)
 
 
 class Framework:
@@ -88,6 +100,20 @@ class Framework:
                    a.dtype.name, 0, 0, item)
 
 
+def torch_framework():
+    """torch CPU tensors taken as GPU tensors: klkit's torch adapter with
+    device 0 and the null stream (for the autograd Functions of the GPU
+    path, which need torch tensors)"""
+    from klkit._device import Dev, _Torch
+
+    class TorchAsGpu(_Torch):
+        def describe(self, a):
+            a = a.detach()
+            return Dev(a, a.data_ptr(), tuple(a.shape), tuple(a.stride()), self.dtype(a), 0, 0,
+                       a.element_size())
+    return TorchAsGpu
+
+
 def _prec(d):
     return "float64" if d.dtype == "float64" else "float32"
 
@@ -116,10 +142,33 @@ class FakeCuda:
         assert _cuda.readable(x, n_lead) and _cuda.readable(out, n_lead)
         _cpu.softmax_rows(host(x), n_lead, log, host(out))
 
-    def div_rows(self, op, kind, p, q, n_lead, inv_temp, beta, out, ws):
+    def div_rows(self, op, kind, p, q, n_lead, inv_temp, beta, out, ws, saved=None):
         assert _cuda.readable(p, n_lead) and (q is None or _cuda.readable(q, n_lead))
         assert q is None or q.dtype == p.dtype
         _cpu.div_rows(op, kind, _prec(p), host(p), host(q), n_lead, inv_temp, beta, host(out))
+        if saved is None:
+            return
+        from klkit._autograd import _lse_rows
+
+        sv = host(saved)
+        sv[:, 0] = _lse_rows(host(p), n_lead, _prec(p), inv_temp)
+        sv[:, 1] = 0.0 if q is None else _lse_rows(host(q), n_lead, _prec(p), inv_temp)
+        sv[:, 2] = host(out)
+        if op == "kl_div":
+            sv[:, 3] = sv[:, 0] - sv[:, 1]
+        if op == "js_div":
+            _cpu.js_sums(_prec(p), host(p), host(q), n_lead, inv_temp, beta, sv)
+
+    def token_grad(self, x, n_lead, targets, inv_temp, lse, coef, weight, out):
+        _cpu.token_grad(_prec(x), host(x), n_lead, host(targets), inv_temp, host(lse),
+                        host(coef), host(weight), host(out))
+
+    def div_grad(self, op, kind, p, q, n_lead, inv_temp, beta, saved, g, dp, dq):
+        _cpu.div_grad(op, kind, _prec(p), host(p), host(q), n_lead, inv_temp, beta, host(saved),
+                      host(g), host(dp), host(dq))
+
+    def softmax_grad(self, log, y, gy, n_lead, out, ws):
+        _cpu.softmax_grad(log, host(y), host(gy), n_lead, host(out))
 
     def token_rows(self, x, n_lead, targets, ignore_index, inv_temp, weight, lp, ent, lse,
                    smooth, ws):

@@ -235,6 +235,18 @@ def test_bad_data_raises_the_cpu_message_after_the_kernels(fake_gpu):
         assert str(gpu.value) == str(cpu.value)
 
 
+def test_check_false_skips_the_validation_bad_rows_are_nan(fake_gpu):
+    x = _arr((3, 5))
+    t = np.array([0, 7, 1])
+    lp = host(kk.token_logprobs(device(x), device(t), check=False))
+    assert np.isnan(lp[1]) and np.array_equal(lp[[0, 2]], kk.token_logprobs(x, t[[0, 0, 2]])[[0, 2]])
+    v = _arr(10)
+    s = host(kk.segment_sum(device(v), device(np.array([0, 4, 12])), check=False))
+    assert s[0] == kk.segment_sum(v, np.array([0, 4]))[0] and np.isnan(s[1])
+    with pytest.raises(ValueError, match="offsets"):
+        kk.segment_sum(v, np.array([0, 4, 12]), check=False)       # the CPU always checks
+
+
 def test_mixed_host_and_gpu_arrays_are_refused(fake_gpu):
     x = _arr((2, 5))
     with pytest.raises(TypeError, match=r"^q: a host array mixed with GPU arrays"):
@@ -245,6 +257,25 @@ def test_mixed_host_and_gpu_arrays_are_refused(fake_gpu):
         kk.logsumexp(device(x.astype(np.complex64)))
     with pytest.raises(TypeError, match="weights b"):
         kk.logsumexp(device(x), b=device(x))
+
+
+def test_gpu_arrays_are_recognised_by_their_protocols():
+    """CUDA DLPack devices and the CUDA array interface mark GPU arrays;
+    host arrays (NumPy, lists, DLPack on the CPU) do not."""
+    class DL:
+        def __init__(self, dev):
+            self.dev = dev
+
+        def __dlpack_device__(self):
+            return (self.dev, 0)
+
+    class CAI:
+        __cuda_array_interface__ = {}
+
+    assert _device.is_device(DL(2)) and _device.is_device(DL(13)) and _device.is_device(CAI())
+    assert not any(_device.is_device(a) for a in (DL(1), np.zeros(3), [1.0], 3.0))
+    if torch is not None:
+        assert not _device.is_device(torch.zeros(3))
 
 
 def test_without_a_driver_a_gpu_array_gets_a_clear_error(monkeypatch):
@@ -259,6 +290,32 @@ def test_without_a_driver_a_gpu_array_gets_a_clear_error(monkeypatch):
     with pytest.raises(TypeError, match=r"^a: GPU arrays need klkit's CUDA kernels, but "
                                         r"(no NVIDIA driver|no GPU)"):
         kk.logsumexp(device(_arr(3)))
+
+
+@pytest.mark.parametrize("versions, message", [
+    ((0, 13000, 0, 100), "no NVIDIA driver was found"),
+    ((12080, 13000, 1, 0), r"the NVIDIA driver supports CUDA 12\.8, older than the CUDA 13\.0 "
+                           r"klkit was built with: install a driver for CUDA 13\.0 or newer"),
+    ((13000, 13000, 0, 100), r"no GPU is visible"),
+])
+def test_the_gpu_backend_says_what_is_missing(monkeypatch, versions, message):
+    if fakegpu._cuda is None:
+        pytest.skip("this build has no CUDA kernels")
+    monkeypatch.setattr(fakegpu._cuda, "versions", lambda: versions)
+    monkeypatch.setattr(_kernels, "_GPU", None)
+    monkeypatch.setattr(_kernels, "_GPU_ERROR", None)
+    with pytest.raises(TypeError, match=r"^x: GPU arrays need klkit's CUDA kernels, but " + message):
+        _kernels.gpu_backend("x")
+    monkeypatch.setattr(_kernels, "_GPU_ERROR", None)
+
+
+def test_show_config_reports_the_cuda_build(capsys):
+    kk.show_config()
+    line = [s for s in capsys.readouterr().out.splitlines() if s.startswith("cuda:")][0]
+    if fakegpu._cuda is None:
+        assert "not built" in line or "off" in line
+    else:
+        assert "built for" in line and "linked statically" in line
 
 
 # --------------------------------------------------------------------------
@@ -448,3 +505,118 @@ def test_cuda_bad_data_raises_as_on_the_cpu(fw):
     with pytest.raises(ValueError, match=r"lies beyond the 10 values"):
         kk.segment_sum(_to_gpu(fw, _arr(10)), _to_gpu(fw, np.array([0, 6, 20])))
     assert math.isfinite(float(_to_host(kk.logsumexp(_to_gpu(fw, x)))))
+
+
+# --------------------------------------------------------------------------
+# autograd of the GPU path, on torch CPU tensors taken as GPU tensors
+# --------------------------------------------------------------------------
+
+try:
+    import torch
+except ImportError:          # pragma: no cover - the test extra installs it
+    torch = None
+
+
+@pytest.fixture
+def torch_as_gpu(monkeypatch):
+    """a function that makes torch CPU tensors take the GPU path (kernels:
+    FakeCuda), from then on in the test"""
+    if torch is None or fakegpu._cuda is None:
+        pytest.skip("needs torch and a build with the CUDA kernels")
+
+    def enable():
+        real = _device.is_device
+        monkeypatch.setattr(_device, "is_device",
+                            lambda x: isinstance(x, torch.Tensor) or real(x))
+        monkeypatch.setitem(_device.ADAPTERS, "torch", fakegpu.torch_framework())
+        monkeypatch.setattr(_kernels, "_GPU", fakegpu.FakeCuda())
+        _device._FRAMEWORKS.pop("torch", None)
+    yield enable
+    _device._FRAMEWORKS.pop("torch", None)
+
+
+def _grads(fn, *xs):
+    """(value, gradients) of sum(fn(*xs) * fixed weights) w.r.t. xs"""
+    xs = [x.detach().clone().requires_grad_(True) for x in xs]
+    out = fn(*xs)
+    outs = out if isinstance(out, tuple) else (out,)
+    total = 0
+    for k, o in enumerate(o for o in outs if o is not None):
+        w = torch.linspace(0.5, 1.5, o.numel(), dtype=torch.float64).reshape(o.shape) + k
+        total = total + (o.to(torch.float64) * w).sum()
+    total.backward()
+    return [o.detach() for o in outs if o is not None], [x.grad for x in xs]
+
+
+def _compare(torch_as_gpu, fn, *xs, rtol=1e-6):
+    ref_vals, ref_grads = _grads(fn, *xs)
+    torch_as_gpu()
+    vals, grads = _grads(fn, *xs)
+    for a, b in zip(vals + grads, ref_vals + ref_grads):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        np.testing.assert_allclose(a.to(torch.float64).numpy(), b.to(torch.float64).numpy(),
+                                   rtol=rtol, atol=1e-12, equal_nan=True)
+
+
+def _t(shape, dtype=torch.float32 if torch else None, seed=0):
+    return torch.from_numpy(_arr(shape, "float64", seed)).to(dtype)
+
+
+@pytest.mark.parametrize("kw", [{}, {"return_entropy": True, "return_lse": True},
+                                {"temperature": 0.7, "return_entropy": True}])
+def test_autograd_token_logprobs(torch_as_gpu, kw):
+    t = torch.tensor([[3, -100, 0], [7, 8, 1]])
+    _compare(torch_as_gpu, lambda x: kk.token_logprobs(x, t, **kw), _t((2, 3, 9)))
+
+
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+@pytest.mark.parametrize("eps, weighted", [(0.0, False), (0.2, True), (0.1, False)])
+def test_autograd_softmax_cross_entropy(torch_as_gpu, reduction, eps, weighted):
+    t = torch.tensor([3, -100, 0, 5])
+    w = torch.linspace(0.1, 2.0, 6) if weighted else None
+    _compare(torch_as_gpu, lambda x: kk.softmax_cross_entropy(
+        x, t, weight=w, label_smoothing=eps, reduction=reduction), _t((4, 6)))
+
+
+@pytest.mark.parametrize("axis, keepdims", [(-1, False), (0, True), ((0, 2), False), (None, False)])
+def test_autograd_dense(torch_as_gpu, axis, keepdims):
+    x = _t((3, 4, 5))
+    _compare(torch_as_gpu, lambda a: kk.logsumexp(a, axis=axis, keepdims=keepdims), x)
+    _compare(torch_as_gpu, lambda a: kk.log_softmax(a, axis=axis), x)
+    _compare(torch_as_gpu, lambda a: kk.softmax(a, axis=axis), x)
+
+
+@pytest.mark.parametrize("op", ["entropy", "cross_entropy", "kl_div", "js_div"])
+@pytest.mark.parametrize("kind", ["logits", "logprobs"])
+def test_autograd_divergences(torch_as_gpu, op, kind):
+    p, q = _t((2, 3, 8), seed=1), _t((3, 8), seed=2)
+    if kind == "logprobs":
+        p, q = torch.log_softmax(p, -1), torch.log_softmax(q, -1)
+    fn = getattr(kk, op)
+    if op == "entropy":
+        _compare(torch_as_gpu, lambda a: fn(a, kind=kind, base=2), p)
+    else:
+        _compare(torch_as_gpu, lambda a, b: fn(a, b, kind=kind, temperature=0.9
+                                               if kind == "logits" else 1.0), p, q, rtol=1e-5)
+
+
+@pytest.mark.parametrize("op", ["sum", "mean", "max", "logsumexp"])
+def test_autograd_segments(torch_as_gpu, op):
+    v = _t(20)
+    v[5] = v[6]                  # a tie for max
+    off = torch.tensor([0, 4, 4, 12, 20])
+    m = torch.from_numpy(np.arange(20).reshape(4, 5) % 3 > 0)
+    fn = getattr(kk, "segment_" + op)
+    _compare(torch_as_gpu, lambda a: fn(a, off), v)
+    _compare(torch_as_gpu, lambda a: fn(a.reshape(4, 5), mask=m), v)
+
+
+@pytest.mark.parametrize("est", ["k1", "k2", "k3", "abs"])
+def test_autograd_estimators(torch_as_gpu, est):
+    a, b = _t(20, seed=3) * 0.2, _t(20, seed=4) * 0.2
+    off = torch.tensor([0, 7, 7, 20])
+    _compare(torch_as_gpu, lambda x, y: kk.seq_kl(x, y, off, estimator=est, reduce="mean",
+                                                  clamp=0.3), a, b)
+    _compare(torch_as_gpu, lambda x, y: kk.kl_estimate(x, y[:4], est), a.reshape(5, 4), b)
+    for mode in ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"):
+        _compare(torch_as_gpu, lambda x: kk.agg_loss(x, off, mode=mode), a)

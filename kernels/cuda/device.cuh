@@ -143,13 +143,6 @@ __device__ __forceinline__ S group_reduce(const Op &op, S s)
     return s;
 }
 
-/* blocks for `items` groups of TPR threads */
-inline unsigned blocks_for(int64_t items, int tpr)
-{
-    int64_t per = BLOCK / tpr;
-    return (unsigned)((items + per - 1) / per);
-}
-
 /* ---- dtype dispatch: f(a null const E *) for the element type E of the
  * dtype code; KK_ELEMENT_TYPE(e) names E inside f ---- */
 #define KK_ELEMENT_TYPE(e) \
@@ -168,6 +161,87 @@ inline int by_dtype(int dtype, F &&f)
 }
 
 inline int launched() { return (int)cudaGetLastError(); }
+
+/* blocks for `items` groups of TPR threads */
+inline unsigned blocks_for(int64_t items, int tpr)
+{
+    int64_t per = BLOCK / tpr;
+    return (unsigned)((items + per - 1) / per);
+}
+
+/* ---- the generic launches of a row Op (rows.cu, grad.cu) ----
+ * An Op has
+ *   piece<TPR>(row, lo, hi, lane): the thread's state over its elements of
+ *                                  the row piece [lo, hi) (each / each2),
+ *   combine(a, b):                 the header combine (a first),
+ *   finish(row, state):            the row's outputs from its whole state;
+ * piece_kernel runs one group of TPR threads per row piece (a row of one
+ * piece is finished there), finish_kernel one thread per row of several
+ * pieces, combining them in row order.  `ws` holds the pieces' states. */
+
+template <int TPR, class Op>
+__global__ void __launch_bounds__(BLOCK) piece_kernel(Op op, int64_t n_rows, int64_t n,
+                                                      typename Op::S *part)
+{
+    const int64_t S = pieces(n);
+    const int64_t item = (int64_t)blockIdx.x * (BLOCK / TPR) + threadIdx.x / TPR;
+    const int lane = threadIdx.x % TPR;
+    const bool live = item < n_rows * S;
+    const int64_t row = live ? item / S : 0, lo = live ? (item % S) * PIECE : 0;
+    const int64_t hi = live ? (lo + PIECE < n ? lo + PIECE : n) : 0;
+    typename Op::S s = op.template piece<TPR>(row, lo, hi, lane);
+    s = group_reduce<TPR>(op, s);
+    if (!live || lane != 0) return;
+    if (S == 1)
+        op.finish(row, s);
+    else
+        part[item] = s;
+}
+
+template <class Op>
+__global__ void __launch_bounds__(BLOCK) finish_kernel(Op op, int64_t n_rows, int64_t S,
+                                                       const typename Op::S *part)
+{
+    const int64_t row = (int64_t)blockIdx.x * BLOCK + threadIdx.x;
+    if (row >= n_rows) return;
+    typename Op::S s = part[row * S];
+    for (int64_t k = 1; k < S; k++) s = op.combine(s, part[row * S + k]);
+    op.finish(row, s);
+}
+
+template <class Op>
+static int run(const Op &op, int64_t n_rows, int64_t n, void *ws, cudaStream_t st)
+{
+    if (n_rows == 0) return 0;
+    const int64_t S = pieces(n);
+    typename Op::S *part = static_cast<typename Op::S *>(ws);
+    if (tpr_for(n) == 32)
+        piece_kernel<32><<<blocks_for(n_rows * S, 32), BLOCK, 0, st>>>(op, n_rows, n, part);
+    else
+        piece_kernel<BLOCK><<<blocks_for(n_rows * S, BLOCK), BLOCK, 0, st>>>(op, n_rows, n, part);
+    if (S > 1)
+        finish_kernel<<<(unsigned)((n_rows + BLOCK - 1) / BLOCK), BLOCK, 0, st>>>(op, n_rows, S,
+                                                                                   part);
+    return launched();
+}
+
+/* a float value stored as element type E (16-bit: rounded to nearest even) */
+__device__ __forceinline__ void put(__half *o, float v) { *o = __float2half_rn(v); }
+__device__ __forceinline__ void put(__nv_bfloat16 *o, float v) { *o = __float2bfloat16_rn(v); }
+__device__ __forceinline__ void put(float *o, float v) { *o = v; }
+__device__ __forceinline__ void put(double *o, double v) { *o = v; }
+
+/* The workspace of the row functions: the pieces' states (at most 5
+ * doubles each), then rc, per row RC doubles that a first pass leaves for
+ * a second: (m, log1p s) of p then of q (rows.cu), the backward's row sums
+ * (grad.cu). */
+constexpr int RC = 4;
+
+inline double *rc_of(void *ws, int64_t n_rows, int64_t n)
+{
+    return reinterpret_cast<double *>(static_cast<char *>(ws) +
+                                      n_rows * pieces(n) * (int64_t)sizeof(dstate<5>));
+}
 
 }  // namespace kkcu
 

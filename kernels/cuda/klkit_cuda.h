@@ -57,9 +57,13 @@ int kk_cu_softmax_rows(const kk_cu_rows *x, int log_, const kk_cu_rows *out, voi
                        void *stream);
 
 /* out[r] = entropy / cross-entropy / KL / JS (op) of rows r of p and q (q
- * NULL for the entropy) of kind logits (scaled by inv_temp) or log-probs */
+ * NULL for the entropy) of kind logits (scaled by inv_temp) or log-probs;
+ * for logits, saved (NULL: not wanted) receives per row the 5 numbers
+ * kk_cu_div_grad takes: lse of p, lse of q, the value in nats and, for KL,
+ * lse_p - lse_q from its own sums, for JS sum P log(P/M) and sum Q log(Q/M) */
 int kk_cu_div_rows(int op, int kind, const kk_cu_rows *p, const kk_cu_rows *q,
-                   double inv_temp, double beta, double *out, void *ws, void *stream);
+                   double inv_temp, double beta, double *out, double *saved, void *ws,
+                   void *stream);
 
 /* token log-probs as kk_token_rows of the CPU kernels: lp[r] = log
  * softmax(x[r] * inv_temp)[targets[r]] (0 in every output where targets[r]
@@ -70,6 +74,33 @@ int kk_cu_div_rows(int op, int kind, const kk_cu_rows *p, const kk_cu_rows *q,
 int kk_cu_token_rows(const kk_cu_rows *x, const int64_t *targets, int64_t ignore_index,
                      double inv_temp, const void *weight, double *lp, double *ent,
                      double *lse, double *smooth, void *ws, void *stream);
+
+/* ---- backward (torch autograd): the gradient with respect to an input's
+ * rows, written into out (rows like the input's, of its dtype: 16-bit
+ * rounded to nearest even), elementwise per row from per-row numbers the
+ * forward saved; the formulas and special cases of the CPU kernels'
+ * kk_token_grad, kk_div_grad and kk_softmax_grad (kernels/cpu/klkit_entries.h) ---- */
+
+/* out_c = a p_c + b p_c log p_c + e w_c (+ d at c = targets[r]), p =
+ * softmax(x[r] * inv_temp) from lse[r], coef[4r .. 4r+3] = {a, b, d, e};
+ * targets NULL: no d term; weight NULL: all ones, else n values of the
+ * working precision.  A row whose coefficients are all 0 is zeros and not
+ * read; one whose lse is not finite is NaN. */
+int kk_cu_token_grad(const kk_cu_rows *x, const int64_t *targets, double inv_temp,
+                     const double *lse, const double *coef, const void *weight,
+                     const kk_cu_rows *out, void *stream);
+
+/* g[r] times the gradient of op(p, q) of row r into dp and dq (either NULL:
+ * not wanted), from kk_cu_div_rows' saved numbers (logits; NULL for
+ * log-probs).  A row with g[r] = 0 (JS: beta 0 or 1) is zeros, not read. */
+int kk_cu_div_grad(int op, int kind, const kk_cu_rows *p, const kk_cu_rows *q, double inv_temp,
+                   double beta, const double *saved, const double *g, const kk_cu_rows *dp,
+                   const kk_cu_rows *dq, void *stream);
+
+/* softmax (log_ 0) / log_softmax (log_ 1) backward from the output y and
+ * the upstream gradient gy (both of the working precision) into out */
+int kk_cu_softmax_grad(int log_, const kk_cu_rows *y, const kk_cu_rows *gy,
+                       const kk_cu_rows *out, void *ws, void *stream);
 
 /* bytes of scratch memory of the packed segment functions */
 int64_t kk_cu_seg_workspace(int64_t n_seg, int64_t n_tokens);

@@ -2,14 +2,8 @@
  * log_softmax, entropy / cross-entropy / KL / JS of logits and of
  * log-probs, and token log-probs (klkit_cuda.h).
  *
- * Every reduction is an Op with
- *   piece<TPR>(row, lo, hi, lane): the thread's state over its elements of
- *                                  the row piece [lo, hi) (device.cuh),
- *   combine(a, b):                 the header combine (a first),
- *   finish(row, state):            the row's outputs from its whole state,
- * run by piece_kernel (one group of TPR threads per row piece; a row of one
- * piece is finished there) and finish_kernel (one thread per row of several
- * pieces, combining them in row order).
+ * Every reduction is an Op run by device.cuh's run(): one group of threads
+ * per row piece, the pieces of a row combined in row order.
  *
  * KL and JS of logits and softmax outputs need each row's lse first: a
  * first launch writes per row (m, log1p s) of p (and q) into `rc`, then the
@@ -32,59 +26,9 @@
 
 namespace kkcu {
 
-/* rc: per row 4 doubles, (m, log1p s) of p then of q */
-constexpr int RC = 4;
 
 __device__ __forceinline__ dstate<2> lse_ds(kk_lse_t l) { return dstate<2>{ { l.m, l.s } }; }
 __device__ __forceinline__ kk_lse_t ds_lse(const double *v) { return kk_lse_t{ v[0], v[1] }; }
-
-/* ---- the generic launches ---- */
-
-template <int TPR, class Op>
-__global__ void __launch_bounds__(BLOCK) piece_kernel(Op op, int64_t n_rows, int64_t n,
-                                                      typename Op::S *part)
-{
-    const int64_t S = pieces(n);
-    const int64_t item = (int64_t)blockIdx.x * (BLOCK / TPR) + threadIdx.x / TPR;
-    const int lane = threadIdx.x % TPR;
-    const bool live = item < n_rows * S;
-    const int64_t row = live ? item / S : 0, lo = live ? (item % S) * PIECE : 0;
-    const int64_t hi = live ? (lo + PIECE < n ? lo + PIECE : n) : 0;
-    typename Op::S s = op.template piece<TPR>(row, lo, hi, lane);
-    s = group_reduce<TPR>(op, s);
-    if (!live || lane != 0) return;
-    if (S == 1)
-        op.finish(row, s);
-    else
-        part[item] = s;
-}
-
-template <class Op>
-__global__ void __launch_bounds__(BLOCK) finish_kernel(Op op, int64_t n_rows, int64_t S,
-                                                       const typename Op::S *part)
-{
-    const int64_t row = (int64_t)blockIdx.x * BLOCK + threadIdx.x;
-    if (row >= n_rows) return;
-    typename Op::S s = part[row * S];
-    for (int64_t k = 1; k < S; k++) s = op.combine(s, part[row * S + k]);
-    op.finish(row, s);
-}
-
-template <class Op>
-static int run(const Op &op, int64_t n_rows, int64_t n, void *ws, cudaStream_t st)
-{
-    if (n_rows == 0) return 0;
-    const int64_t S = pieces(n);
-    typename Op::S *part = static_cast<typename Op::S *>(ws);
-    if (tpr_for(n) == 32)
-        piece_kernel<32><<<blocks_for(n_rows * S, 32), BLOCK, 0, st>>>(op, n_rows, n, part);
-    else
-        piece_kernel<BLOCK><<<blocks_for(n_rows * S, BLOCK), BLOCK, 0, st>>>(op, n_rows, n, part);
-    if (S > 1)
-        finish_kernel<<<(unsigned)((n_rows + BLOCK - 1) / BLOCK), BLOCK, 0, st>>>(op, n_rows, S,
-                                                                                   part);
-    return launched();
-}
 
 /* ---- log-sum-exp (also the first pass of softmax, KL and JS) ---- */
 
@@ -148,6 +92,7 @@ template <class E> struct EntOp {
     kk_cu_rows p;
     double it;
     double *out;
+    double *saved;   /* NULL, or per row 5: lse, -, value (for the backward) */
 
     template <int TPR>
     __device__ S piece(int64_t r, int64_t lo, int64_t hi, int lane) const
@@ -164,7 +109,14 @@ template <class E> struct EntOp {
         kk_ent_t e = kk_ent_combine(st(a), st(b));
         return S{ { e.l.m, e.l.s, e.u } };
     }
-    __device__ void finish(int64_t r, S s) const { out[r] = kk_ent_value(st(s)); }
+    __device__ void finish(int64_t r, S s) const
+    {
+        out[r] = kk_ent_value(st(s));
+        if (saved) {
+            saved[5 * r] = kk_lse_value(st(s).l);
+            saved[5 * r + 2] = out[r];
+        }
+    }
 };
 
 template <class E> struct XentOp {
@@ -173,6 +125,7 @@ template <class E> struct XentOp {
     kk_cu_rows p, q;
     double it;
     double *out;
+    double *saved;   /* NULL, or per row 5: lse of p, lse of q, value */
 
     template <int TPR>
     __device__ S piece(int64_t r, int64_t lo, int64_t hi, int lane) const
@@ -189,7 +142,15 @@ template <class E> struct XentOp {
         return kk_xent_t{ { s.v[0], s.v[1] }, { s.v[2], s.v[3] }, s.v[4] };
     }
     __device__ S combine(S a, S b) const { return ds(kk_xent_combine(st(a), st(b))); }
-    __device__ void finish(int64_t r, S s) const { out[r] = kk_xent_value(st(s)); }
+    __device__ void finish(int64_t r, S s) const
+    {
+        out[r] = kk_xent_value(st(s));
+        if (saved) {
+            saved[5 * r] = kk_lse_value(st(s).p);
+            saved[5 * r + 1] = kk_lse_value(st(s).q);
+            saved[5 * r + 2] = out[r];
+        }
+    }
 };
 
 /* ---- KL and JS of logits: the second pass, from rc ---- */
@@ -213,6 +174,7 @@ template <class E> struct KlOp {
     double it;
     const double *rc;
     double *out;
+    double *saved;   /* NULL, or per row 5: lse of p, lse of q, KL, lse_p - lse_q */
 
     template <int TPR>
     __device__ S piece(int64_t r, int64_t lo, int64_t hi, int lane) const
@@ -239,13 +201,34 @@ template <class E> struct KlOp {
     {
         if (!rc_finite(rc, r) || p.n == 0) {
             out[r] = NAN;
+            if (saved)
+                for (int k = 0; k < 4; k++) saved[5 * r + k] = NAN;
             return;
         }
         const double u = s.v[1] / s.v[2];
         double kl = s.v[0] / s.v[2] - u_minus_log1p(u);
         out[r] = kl < 0.0 ? 0.0 : kl;         /* NaN stays NaN */
+        if (saved) {
+            /* the shift the sums were taken at, corrected by them: 1 + u =
+             * E_P[e^-D] = exp(shift - (lse_p - lse_q)), to the precision of
+             * the sums rather than of two separately rounded lse */
+            const double *c = rc + RC * r;
+            const C dm = (C)c[0] - (C)c[2], dl = (C)(c[1] - c[3]);
+            saved[5 * r] = c[0] + c[1];
+            saved[5 * r + 1] = c[2] + c[3];
+            saved[5 * r + 2] = out[r];
+            saved[5 * r + 3] = ((double)dm + (double)dl) - log1p(u);
+        }
     }
 };
+
+/* log M, M = beta P + (1 - beta) Q (double); where M = 0 (P = Q = 0) the
+ * callers discard it; NaN and +inf pass */
+__device__ __forceinline__ double log_mix(double P, double Q, double beta)
+{
+    const double m = beta * P + (1.0 - beta) * Q;
+    return m == 0.0 ? 0.0 : log(m);
+}
 
 /* a JS term from log p and log q (double): kk_js_term with its guards */
 __device__ __forceinline__ double js_elem(double lp, double lq, double beta, double lb, double lnb)
@@ -259,36 +242,51 @@ __device__ __forceinline__ double js_elem(double lp, double lq, double beta, dou
 
 template <class E> struct JsOp {
     typedef typename work<E>::type C;
-    typedef dstate<1> S;
+    typedef dstate<3> S;     /* JS, and for the backward sum P log(P/M), sum Q log(Q/M) */
     kk_cu_rows p, q;
     double it, beta;
     const double *rc;
     double *out;
+    double *saved;   /* NULL, or per row 5: lse of p, lse of q, JS, the two sums */
 
     template <int TPR>
     __device__ S piece(int64_t r, int64_t lo, int64_t hi, int lane) const
     {
         const double *c = rc + RC * r;
         const double lb = log(beta), lnb = log1p(-beta);
-        double acc = 0;
+        const bool sums = saved != nullptr;
+        double acc = 0, sp = 0, sq = 0;
         each2<TPR>(row_ptr<E>(p, r), row_ptr<E>(q, r), lo, hi, lane, [&](int64_t, C vp, C vq) {
             /* in double whatever the input: p and q enter the Bregman terms at
              * first order (as the CPU kernels) */
             const double lp = ((double)vp * it - c[0]) - c[1];
             const double lq = ((double)vq * it - c[2]) - c[3];
             acc += js_elem(lp, lq, beta, lb, lnb);
+            if (sums) {
+                const double P = exp(lp), Q = exp(lq), lm = log_mix(P, Q, beta);
+                sp += P == 0.0 ? 0.0 : P * (lp - lm);
+                sq += Q == 0.0 ? 0.0 : Q * (lq - lm);
+            }
         });
-        return S{ { acc } };
+        return S{ { acc, sp, sq } };
     }
-    __device__ S combine(S a, S b) const { return S{ { a.v[0] + b.v[0] } }; }
+    __device__ S combine(S a, S b) const
+    {
+        return S{ { a.v[0] + b.v[0], a.v[1] + b.v[1], a.v[2] + b.v[2] } };
+    }
     __device__ void finish(int64_t r, S s) const
     {
-        if (!rc_finite(rc, r) || p.n == 0) {
-            out[r] = NAN;
-            return;
-        }
+        const bool bad = !rc_finite(rc, r) || p.n == 0;
         const double js = s.v[0];
-        out[r] = js < 0.0 ? 0.0 : js;
+        out[r] = bad ? NAN : js < 0.0 ? 0.0 : js;
+        if (saved) {
+            const double *c = rc + RC * r;
+            saved[5 * r] = c[0] + c[1];
+            saved[5 * r + 1] = c[2] + c[3];
+            saved[5 * r + 2] = out[r];
+            saved[5 * r + 3] = s.v[1];
+            saved[5 * r + 4] = s.v[2];
+        }
     }
 };
 
@@ -412,12 +410,6 @@ extern "C" int64_t kk_cu_workspace(int64_t n_rows, int64_t n)
     return n_rows * (pieces(n) * (int64_t)sizeof(dstate<5>) + RC * (int64_t)sizeof(double));
 }
 
-static double *rc_of(void *ws, int64_t n_rows, int64_t n)
-{
-    return reinterpret_cast<double *>(static_cast<char *>(ws) +
-                                      n_rows * pieces(n) * (int64_t)sizeof(dstate<5>));
-}
-
 extern "C" int kk_cu_lse_rows(const kk_cu_rows *x, double *out, void *ws, void *stream)
 {
     cudaStream_t st = (cudaStream_t)stream;
@@ -454,30 +446,32 @@ extern "C" int kk_cu_softmax_rows(const kk_cu_rows *x, int log_, const kk_cu_row
 
 template <class E>
 static int div_typed(int op, int kind, const kk_cu_rows *p, const kk_cu_rows *q,
-                     double it, double beta, double *out, void *ws, cudaStream_t st)
+                     double it, double beta, double *out, double *saved, void *ws,
+                     cudaStream_t st)
 {
     const int64_t nr = p->n_rows, n = p->n;
     if (kind == KK_LOGPROBS)
         return run(LogprobsOp<E>{ op, *p, q ? *q : *p, beta, out }, nr, n, ws, st);
-    if (op == KK_ENTROPY) return run(EntOp<E>{ *p, it, out }, nr, n, ws, st);
-    if (op == KK_XENT) return run(XentOp<E>{ *p, *q, it, out }, nr, n, ws, st);
+    if (op == KK_ENTROPY) return run(EntOp<E>{ *p, it, out, saved }, nr, n, ws, st);
+    if (op == KK_XENT) return run(XentOp<E>{ *p, *q, it, out, saved }, nr, n, ws, st);
     double *rc = rc_of(ws, nr, n);
     int err = run(LseOp<E>{ *p, it, nullptr, rc, 0 }, nr, n, ws, st);
     if (!err) err = run(LseOp<E>{ *q, it, nullptr, rc, 2 }, nr, n, ws, st);
     if (err) return err;
-    if (op == KK_KL) return run(KlOp<E>{ *p, *q, it, rc, out }, nr, n, ws, st);
-    return run(JsOp<E>{ *p, *q, it, beta, rc, out }, nr, n, ws, st);
+    if (op == KK_KL) return run(KlOp<E>{ *p, *q, it, rc, out, saved }, nr, n, ws, st);
+    return run(JsOp<E>{ *p, *q, it, beta, rc, out, saved }, nr, n, ws, st);
 }
 
 extern "C" int kk_cu_div_rows(int op, int kind, const kk_cu_rows *p, const kk_cu_rows *q,
-                              double inv_temp, double beta, double *out, void *ws, void *stream)
+                              double inv_temp, double beta, double *out, double *saved,
+                              void *ws, void *stream)
 {
     cudaStream_t st = (cudaStream_t)stream;
     if (op != KK_ENTROPY && (q == nullptr || q->dtype != p->dtype))
         return (int)cudaErrorInvalidValue;
     return by_dtype(p->dtype, [&](auto e) {
         typedef KK_ELEMENT_TYPE(e) E;
-        return div_typed<E>(op, kind, p, q, inv_temp, beta, out, ws, st);
+        return div_typed<E>(op, kind, p, q, inv_temp, beta, out, saved, ws, st);
     });
 }
 

@@ -5,7 +5,9 @@ entropy, cross_entropy, kl_div, js_div (divergence.py); token_logprobs,
 softmax_cross_entropy (tokens.py); segment_sum, segment_mean, segment_max,
 segment_logsumexp, kl_estimate, seq_kl, agg_loss (segments.py); the
 pure-NumPy twin of each in ``klkit.reference``; thread controls and
-``show_config``.
+``show_config``.  Every public function takes NumPy arrays, torch tensors
+(CPU and CUDA, differentiable) and CuPy arrays; GPU arrays are computed on
+their GPU by the CUDA kernels (klkit._cuda, loaded on the first one).
 """
 from importlib.metadata import PackageNotFoundError, version as _version
 

@@ -35,10 +35,19 @@ cdef extern from "klkit_cuda.h":
     int kk_cu_softmax_rows(const kk_cu_rows *x, int log_, const kk_cu_rows *out, void *ws,
                            void *stream) nogil
     int kk_cu_div_rows(int op, int kind, const kk_cu_rows *p, const kk_cu_rows *q,
-                       double inv_temp, double beta, double *out, void *ws, void *stream) nogil
+                       double inv_temp, double beta, double *out, double *saved, void *ws,
+                       void *stream) nogil
     int kk_cu_token_rows(const kk_cu_rows *x, const int64_t *targets, int64_t ignore_index,
                          double inv_temp, const void *weight, double *lp, double *ent,
                          double *lse, double *smooth, void *ws, void *stream) nogil
+    int kk_cu_token_grad(const kk_cu_rows *x, const int64_t *targets, double inv_temp,
+                         const double *lse, const double *coef, const void *weight,
+                         const kk_cu_rows *out, void *stream) nogil
+    int kk_cu_div_grad(int op, int kind, const kk_cu_rows *p, const kk_cu_rows *q,
+                       double inv_temp, double beta, const double *saved, const double *g,
+                       const kk_cu_rows *dp, const kk_cu_rows *dq, void *stream) nogil
+    int kk_cu_softmax_grad(int log_, const kk_cu_rows *y, const kk_cu_rows *gy,
+                           const kk_cu_rows *out, void *ws, void *stream) nogil
     int64_t kk_cu_seg_workspace(int64_t n_seg, int64_t n_tokens)
     int kk_cu_seg_packed(int op, int est, const void *x, int dtype, int64_t x_step,
                          const int64_t *x_start, const void *y, int64_t y_step,
@@ -240,7 +249,10 @@ def softmax_rows(x, int n_lead, bint log, out, ws):
         _check(err, "softmax_rows")
 
 
-def div_rows(str op, str kind, p, q, int n_lead, double inv_temp, double beta, out, ws):
+def div_rows(str op, str kind, p, q, int n_lead, double inv_temp, double beta, out, ws,
+             saved=None):
+    """out[r] = op of rows r of p (and q); saved (logits; None: not wanted):
+    a contiguous float64 [n_rows, 5] array receiving what div_grad takes."""
     cdef kk_cu_rows dp, dq
     cdef const kk_cu_rows *pq = NULL
     cdef int iop = OPS[op], ik = KINDS[kind]
@@ -252,13 +264,24 @@ def div_rows(str op, str kind, p, q, int n_lead, double inv_temp, double beta, o
         pq = &dq
     _vector(out, dp.n_rows, "float64", "out")
     _workspace(ws, kk_cu_workspace(dp.n_rows, dp.n))
+    if saved is not None:
+        if ik != KK_LOGITS:
+            raise ValueError("saved: only logits save numbers for the backward")
+        _saved(saved, dp.n_rows)
     cdef double *o = <double *>_ptr(out)
+    cdef double *sv = <double *>_ptr(saved)
     cdef void *w = _ptr(ws)
     cdef void *s = <void *><uintptr_t>p.stream
     with _OnDevice(p):
         with nogil:
-            err = kk_cu_div_rows(iop, ik, &dp, pq, inv_temp, beta, o, w, s)
+            err = kk_cu_div_rows(iop, ik, &dp, pq, inv_temp, beta, o, sv, w, s)
         _check(err, "div_rows")
+
+
+cdef int _saved(a, int64_t n_rows) except -1:
+    if a.dtype != "float64" or a.shape != (n_rows, 5) or (n_rows > 0 and a.strides != (5, 1)):
+        raise ValueError(f"saved: expected a C-contiguous float64 array of shape ({n_rows}, 5)")
+    return 0
 
 
 def token_rows(x, int n_lead, targets, long long ignore_index, double inv_temp, weight, lp, ent,
@@ -288,6 +311,101 @@ def token_rows(x, int n_lead, targets, long long ignore_index, double inv_temp, 
         with nogil:
             err = kk_cu_token_rows(&dx, t, ig, inv_temp, wt, o_lp, o_ent, o_lse, o_sm, w, s)
         _check(err, "token_rows")
+
+
+# --------------------------------------------------------------------------
+# backward (torch autograd on the GPU): gradients with respect to rows
+# --------------------------------------------------------------------------
+
+cdef int _grad_out(out, like, int n_lead, kk_cu_rows *d, str name) except -1:
+    if out.shape != like.shape or out.dtype != like.dtype:
+        raise ValueError(f"{name}: expected a {like.dtype} array of shape {like.shape}")
+    _rows(out, n_lead, d, name)
+    return 0
+
+
+def token_grad(x, int n_lead, targets, double inv_temp, lse, coef, weight, out):
+    """Row r of out = coef[r, 0] p + coef[r, 1] p log p + coef[r, 3] w
+    (+ coef[r, 2] at targets[r]), p = softmax(row r of x * inv_temp) from
+    lse[r] (kk_cu_token_grad); coef: contiguous float64 [n_rows, 4]."""
+    cdef kk_cu_rows dx, do
+    _rows(x, n_lead, &dx, "logits")
+    _grad_out(out, x, n_lead, &do, "out")
+    _vector(lse, dx.n_rows, "float64", "lse")
+    if coef.dtype != "float64" or coef.shape != (dx.n_rows, 4) or \
+            (dx.n_rows > 0 and coef.strides != (4, 1)):
+        raise ValueError(f"coef: expected a C-contiguous float64 array of shape ({dx.n_rows}, 4)")
+    if targets is not None:
+        _vector(targets, dx.n_rows, "int64", "targets")
+    if weight is not None:
+        _vector(weight, dx.n, "float64" if dx.dtype == KK_F64 else "float32", "weight")
+    cdef const int64_t *t = <const int64_t *>_ptr(targets)
+    cdef const double *pl = <const double *>_ptr(lse)
+    cdef const double *pc = <const double *>_ptr(coef)
+    cdef const void *pw = _ptr(weight)
+    cdef void *s = <void *><uintptr_t>x.stream
+    with _OnDevice(x):
+        with nogil:
+            err = kk_cu_token_grad(&dx, t, inv_temp, pl, pc, pw, &do, s)
+        _check(err, "token_grad")
+
+
+def div_grad(str op, str kind, p, q, int n_lead, double inv_temp, double beta, saved, g, dp,
+             dq):
+    """g[r] times the gradient of op of row r of p (and q) into dp and dq
+    (arrays like p and q, or None), from div_rows' saved (logits)."""
+    cdef kk_cu_rows rp, rq, op_, oq_
+    cdef const kk_cu_rows *pq = NULL
+    cdef const kk_cu_rows *pdp = NULL
+    cdef const kk_cu_rows *pdq = NULL
+    cdef int iop = OPS[op], ik = KINDS[kind]
+    _rows(p, n_lead, &rp, "p")
+    if iop != KK_ENTROPY:
+        _rows(q, n_lead, &rq, "q")
+        if rq.dtype != rp.dtype or rq.n_rows != rp.n_rows or rq.n != rp.n:
+            raise ValueError("q: expected the dtype and rows of p")
+        pq = &rq
+    if dp is not None:
+        _grad_out(dp, p, n_lead, &op_, "dp")
+        pdp = &op_
+    if dq is not None:
+        if iop == KK_ENTROPY:
+            raise ValueError("dq: the entropy has one argument")
+        _grad_out(dq, q, n_lead, &oq_, "dq")
+        pdq = &oq_
+    if ik == KK_LOGITS:
+        if saved is None:
+            raise ValueError("saved: logits need the forward's numbers per row")
+        _saved(saved, rp.n_rows)
+    _vector(g, rp.n_rows, "float64", "g")
+    cdef const double *ps = <const double *>_ptr(saved)
+    cdef const double *pg = <const double *>_ptr(g)
+    cdef void *s = <void *><uintptr_t>p.stream
+    with _OnDevice(p):
+        with nogil:
+            err = kk_cu_div_grad(iop, ik, &rp, pq, inv_temp, beta, ps, pg, pdp, pdq, s)
+        _check(err, "div_grad")
+
+
+def softmax_grad(bint log, y, gy, int n_lead, out, ws):
+    """Row r of out = the softmax (log_softmax) backward of row r of the
+    output y and the upstream gradient gy (both float32, or both float64)."""
+    cdef kk_cu_rows dy, dg, do
+    _rows(y, n_lead, &dy, "y")
+    _rows(gy, n_lead, &dg, "gy")
+    if dg.dtype != dy.dtype or dy.dtype not in (KK_F32, KK_F64) or gy.shape != y.shape:
+        raise ValueError("gy: expected float32 or float64, the dtype and shape of y")
+    if out.shape != y.shape:
+        raise ValueError(f"out: expected an array of shape {y.shape}")
+    _rows(out, n_lead, &do, "out")
+    _workspace(ws, kk_cu_workspace(dy.n_rows, dy.n))
+    cdef void *w = _ptr(ws)
+    cdef void *s = <void *><uintptr_t>y.stream
+    cdef int lg = log
+    with _OnDevice(y):
+        with nogil:
+            err = kk_cu_softmax_grad(lg, &dy, &dg, &do, w, s)
+        _check(err, "softmax_grad")
 
 
 # --------------------------------------------------------------------------

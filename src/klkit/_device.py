@@ -6,9 +6,10 @@ caller's device and stream.
 Accepted: torch CUDA tensors (described from their attributes: pointer,
 strides, dtype bfloat16 included, device, torch's current stream of that
 device), CuPy arrays (CuPy's current stream), and any other object with a
-``__cuda_array_interface__`` (version 3: its ``stream`` field is the stream;
-such inputs are viewed as CuPy arrays, zero-copy, and results are CuPy
-arrays).  Nothing here synchronises with the host.
+``__cuda_array_interface__`` (version 3) or a CUDA ``__dlpack_device__``,
+viewed zero-copy as a CuPy array (or, with DLPack and no CuPy, a torch
+tensor), in which framework its results come back.  Nothing here
+synchronises with the host.
 
 The kernels themselves are reached through the backend seam
 (_kernels.gpu_backend), which imports klkit._cuda on the first GPU array.
@@ -19,13 +20,28 @@ def _module(x):
     return type(x).__module__.split(".")[0]
 
 
+#: DLPack device types of CUDA memory (kDLCUDA, kDLCUDAManaged)
+_DLPACK_CUDA = (2, 13)
+
+
 def is_device(x):
-    """Whether x is a GPU array: a torch CUDA tensor, a CuPy array or an
-    object exposing ``__cuda_array_interface__``."""
+    """Whether x is a GPU array: a torch CUDA tensor, a CuPy array, an
+    object exposing ``__cuda_array_interface__``, or one whose
+    ``__dlpack_device__`` is a CUDA device (JAX arrays, ...)."""
     mod = _module(x)
+    if mod in ("numpy", "builtins"):
+        return False
     if mod == "torch":
         return bool(getattr(x, "is_cuda", False))
-    return hasattr(type(x), "__cuda_array_interface__")
+    if hasattr(type(x), "__cuda_array_interface__"):
+        return True
+    dev = getattr(x, "__dlpack_device__", None)
+    if dev is None:
+        return False
+    try:
+        return int(dev()[0]) in _DLPACK_CUDA
+    except Exception:
+        return False
 
 
 def any_device(*xs):
@@ -140,18 +156,31 @@ def framework(x):
 
 
 def native(x, name):
-    """(x as an array of a framework of ADAPTERS, its framework): an object
-    with only ``__cuda_array_interface__`` is viewed as a CuPy array
-    (zero-copy, on the stream its interface names)."""
+    """(x as an array of a framework of ADAPTERS, its framework): another
+    object is viewed, zero-copy, as a CuPy array (through its
+    ``__cuda_array_interface__``, on the stream that names) or, with only
+    DLPack, as a CuPy array or a torch tensor (``from_dlpack``, which makes
+    the producer's stream wait for the consumer's current one)."""
     if _module(x) in ADAPTERS:
         return x, framework(x)
     try:
         import cupy
     except ImportError:
-        raise TypeError(f"{name}: GPU arrays other than torch tensors and CuPy arrays are read "
-                        "through CuPy, which is not installed") from None
-    a = cupy.asarray(x)
-    return a, framework(a)
+        cupy = None
+    if cupy is not None:
+        a = cupy.asarray(x) if hasattr(type(x), "__cuda_array_interface__") \
+            else cupy.from_dlpack(x)
+        return a, framework(a)
+    if not hasattr(type(x), "__cuda_array_interface__"):
+        try:
+            import torch
+        except ImportError:
+            torch = None
+        if torch is not None:
+            t = torch.from_dlpack(x)
+            return t, framework(t)
+    raise TypeError(f"{name}: GPU arrays other than torch tensors and CuPy arrays are read "
+                    "through CuPy (or, with DLPack, torch), which is not installed")
 
 
 class Dev:

@@ -10,12 +10,15 @@ inside the values) run as kernels queued after the computation, and their
 answer is read once at the end (the call's one synchronisation): the same
 ValueError as on the CPU, and never an out-of-bounds read before it.
 
-What the GPU path does not compute raises a TypeError saying what to pass
-instead: logsumexp's weights ``b`` and ``return_sign``, complex input,
-temperatures beyond the float64 kernels' range, Arrow data and
-differentiation (the backward kernels run on the CPU only).
+torch tensors that require grad go through _gpu_autograd.py's Functions
+(forward here, backward kernels of kernels/cuda/grad.cu).
+
+What the GPU path does not compute raises a TypeError or ValueError saying
+what to pass instead: logsumexp's weights ``b`` and ``return_sign``,
+complex input and temperatures beyond the float64 kernels' range.
 """
 import math
+from typing import NamedTuple
 
 from . import _args, _kernels
 from ._device import native, same_device
@@ -99,14 +102,15 @@ def _common(*dts):
     return "float64" if "float64" in dts else "float32"
 
 
-def _no_grad(*xs):
+def _wants_grad(*xs):
+    """whether an argument is a torch tensor that requires grad, with grad
+    mode on: the call then goes through _gpu_autograd's Functions"""
     for x in xs:
         if getattr(x, "requires_grad", False):
             import torch
 
-            if torch.is_grad_enabled():
-                raise TypeError("gradients of GPU tensors are not computed by klkit yet: call "
-                                "it under torch.no_grad(), or on CPU tensors")
+            return torch.is_grad_enabled()
+    return False
 
 
 def _index_check(c, v, lo, hi, skip, message):
@@ -127,31 +131,44 @@ def _index_check(c, v, lo, hi, skip, message):
 # --------------------------------------------------------------------------
 
 def logsumexp(a, axis, b, keepdims, return_sign):
-    _no_grad(a, b)
     if b is not None or return_sign:
         raise TypeError("logsumexp: weights b and return_sign are not computed on the GPU; "
                         "pass host arrays for them (klkit.reference.logsumexp)")
+    if _wants_grad(a):
+        from . import _gpu_autograd
+
+        return _gpu_autograd.logsumexp(a, axis, keepdims)
     c = _Ctx(a, "a")
     x = c.floats(c.x, "a")
     axes = _args.axes(axis, x.ndim)
-    out = _lse(c, x, axes)
-    shape = tuple(1 if i in axes else n for i, n in enumerate(x.shape)) if keepdims else \
-        tuple(n for i, n in enumerate(x.shape) if i not in axes)
-    return c.finish(out, shape, _result(c.fw.dtype(x)))
+    out = lse_rows(c, x, axes)[0]
+    return c.finish(out, lse_shape(x.shape, axes, keepdims), _result(c.fw.dtype(x)))
 
 
-def _lse(c, x, axes):
+def lse_shape(shape, axes, keepdims):
+    if keepdims:
+        return tuple(1 if i in axes else n for i, n in enumerate(shape))
+    return tuple(n for i, n in enumerate(shape) if i not in axes)
+
+
+def lse_rows(c, x, axes):
+    """(float64 lse of each row of x over axes, the rows' view, n_lead)"""
     v, n_lead, kept = c.rows(x, axes)
-    out = c.empty((math.prod(kept),), "float64")
+    n_rows = math.prod(kept)
+    out = c.empty((n_rows,), "float64")
     dv = c.dev(v)
-    c.cu.lse_rows(dv, n_lead, c.dev(out), c.ws(c.cu.workspace(math.prod(kept), dv.size //
-                                                               max(math.prod(kept), 1))))
-    return out
+    c.cu.lse_rows(dv, n_lead, c.dev(out), c.ws(c.cu.workspace(n_rows, dv.size // max(n_rows, 1))))
+    return out, v, n_lead
 
 
 def softmax(x, axis, out, log):
-    _no_grad(x)
     same_device((x, out), ("x", "out"))
+    if _wants_grad(x):
+        from . import _gpu_autograd
+
+        if out is not None:
+            raise TypeError("out: not supported when x requires grad; pass out=None")
+        return _gpu_autograd.softmax(x, axis, log)
     c = _Ctx(x, "x")
     a = c.floats(c.x, "x")
     dtype = _result(c.fw.dtype(a))
@@ -182,18 +199,39 @@ def softmax(x, axis, out, log):
 # --------------------------------------------------------------------------
 
 def divergence(op, arrays, axis, kind, log_base, temperature, beta):
-    _no_grad(*arrays)
     names = ("p", "q")[:len(arrays)]
     same_device(arrays, names)
+    if _wants_grad(*arrays):
+        from . import _gpu_autograd
+
+        return _gpu_autograd.divergence(op, arrays, axis, kind, log_base, temperature, beta)
     c = _Ctx(arrays[0], names[0])
+    o = div_operands(c, arrays, axis, kind, temperature)
+    out = div_run(c, op, o, temperature, beta)
+    if log_base is not None:
+        out /= log_base
+    return c.finish(out, o.kept, o.out_dtype)
+
+
+class DivOperands(NamedTuple):
+    views: list          # p (and q) as rows over the distribution axis, broadcast
+    n_lead: int
+    kept: tuple
+    axis: int            # the distribution axis of the broadcast shape
+    kind: str            # the kernels' kind ("probs" arrive as "logits")
+    out_dtype: str
+
+
+def div_operands(c, arrays, axis, kind, temperature):
+    names = ("p", "q")[:len(arrays)]
     arrs = [c.floats(c.arr(a, n), n) for a, n in zip(arrays, names)]
     dtype = _common(*[c.fw.dtype(a) for a in arrs])
     out_dtype = _result(dtype)
     shape = tuple(arrs[0].shape)
     if len(arrs) > 1:
-        try:
-            import numpy as np
+        import numpy as np
 
+        try:
             shape = np.broadcast_shapes(tuple(arrs[0].shape), tuple(arrs[1].shape))
         except ValueError:
             raise ValueError(f"p, q: shapes {tuple(arrs[0].shape)} and {tuple(arrs[1].shape)} "
@@ -204,7 +242,6 @@ def divergence(op, arrays, axis, kind, log_base, temperature, beta):
             raise ValueError("temperature: beyond the GPU kernels' range [1e-307, 1e305]; "
                              "use host arrays")
         dtype = "float64"
-    k = "logits" if kind == "probs" else kind
     views, n_lead, kept = [], 0, shape[:ax] + shape[ax + 1:]
     for a in arrs:
         if c.fw.dtype(a) != dtype:
@@ -214,23 +251,27 @@ def divergence(op, arrays, axis, kind, log_base, temperature, beta):
             a = c.fw.log(c.fw.astype(a, "float64" if dtype == "float64" else "float32"))
         v, n_lead, kept = c.rows(a, (ax,))
         views.append(v)
-    n_rows = math.prod(kept)
+    return DivOperands(views, n_lead, kept, ax, "logits" if kind == "probs" else kind, out_dtype)
+
+
+def div_run(c, op, o, temperature, beta, saved=None):
+    """float64 value per row (in nats); saved: None, or a float64 [n_rows,
+    5] device array receiving what the backward needs (logits)"""
+    n_rows = math.prod(o.kept)
     out = c.empty((n_rows,), "float64")
     if n_rows:
-        dp = c.dev(views[0])
-        c.cu.div_rows(op, k, dp, c.dev(views[1]) if len(views) > 1 else None, n_lead,
-                      1.0 / temperature, float(beta), c.dev(out),
-                      c.ws(c.cu.workspace(n_rows, dp.size // n_rows)))
-    if log_base is not None:
-        out /= log_base
-    return c.finish(out, kept, out_dtype)
+        dp = c.dev(o.views[0])
+        c.cu.div_rows(op, o.kind, dp, c.dev(o.views[1]) if len(o.views) > 1 else None,
+                      o.n_lead, 1.0 / temperature, float(beta), c.dev(out),
+                      c.ws(c.cu.workspace(n_rows, dp.size // n_rows)), c.dev(saved))
+    return out
 
 
 # --------------------------------------------------------------------------
 # tokens
 # --------------------------------------------------------------------------
 
-def _tokens(c, logits, targets, ignore_index):
+def tokens(c, logits, targets, ignore_index, check=True):
     x = c.floats(c.x, "logits")
     if x.ndim == 0:
         raise ValueError("logits: expected at least one dimension (the class axis, last)")
@@ -245,13 +286,16 @@ def _tokens(c, logits, targets, ignore_index):
                          f"shape {lead}")
     tgt = c.fw.contiguous(c.fw.astype(t, "int64").reshape(-1))
     n = x.shape[-1]
-    check = _index_check(
+    if not check:
+        v, _, _ = c.rows(x, (x.ndim - 1,))
+        return v, tgt, ignore_index, lead, lambda: None
+    validate = _index_check(
         c, tgt, 0, n, ignore_index,
         lambda i, v: f"targets: class index {v} at position "
                      f"{_unravel(i, lead)} is outside [0, {n}) and is not ignore_index "
                      f"({ignore_index})")
     v, _, _ = c.rows(x, (x.ndim - 1,))
-    return v, tgt, ignore_index, lead, check
+    return v, tgt, ignore_index, lead, validate
 
 
 def _unravel(i, shape):
@@ -262,12 +306,29 @@ def _unravel(i, shape):
     return tuple(reversed(pos))
 
 
-def token_logprobs(logits, targets, temperature, ignore_index, return_entropy, return_lse):
-    _no_grad(logits)
+def token_logprobs(logits, targets, temperature, ignore_index, return_entropy, return_lse,
+                   check=True):
     same_device((logits, targets), ("logits", "targets"))
+    if _wants_grad(logits):
+        from . import _gpu_autograd
+
+        return _gpu_autograd.token_logprobs(logits, targets, temperature, ignore_index,
+                                            return_entropy, return_lse, check)
     c = _Ctx(logits, "logits")
-    v, tgt, ignore_index, lead, check = _tokens(c, logits, targets, ignore_index)
+    v, tgt, ignore_index, lead, validate = tokens(c, logits, targets, ignore_index, check)
     dtype = _result(c.fw.dtype(v))
+    lp, ent, lse = token_rows(c, v, tgt, ignore_index, temperature, return_entropy, return_lse)
+    validate()
+    from .tokens import TokenLogprobs
+
+    res = [None if r is None else c.finish(r, lead, dtype) for r in (lp, ent, lse)]
+    return res[0] if not (return_entropy or return_lse) else TokenLogprobs(*res)
+
+
+def token_rows(c, v, tgt, ignore_index, temperature, want_ent, want_lse, weight=None,
+               want_smooth=False):
+    """(lp, ent, lse) per row, float64 (None where not wanted; with
+    want_smooth, smooth in ent's place), logits v / temperature"""
     if not 1e-38 <= temperature <= 1e36:
         if not 1e-307 <= temperature <= 1e305:
             raise ValueError("temperature: beyond the GPU kernels' range [1e-307, 1e305]; "
@@ -275,24 +336,48 @@ def token_logprobs(logits, targets, temperature, ignore_index, return_entropy, r
         v = c.fw.astype(v, "float64")
     n = tgt.shape[0]
     lp = c.empty((n,), "float64")
-    ent = c.empty((n,), "float64") if return_entropy else None
-    lse = c.empty((n,), "float64") if return_lse else None
+    ent = c.empty((n,), "float64") if want_ent or want_smooth else None
+    lse = c.empty((n,), "float64") if want_lse else None
     if n:
-        c.cu.token_rows(c.dev(v), v.ndim - 1, c.dev(tgt), ignore_index, 1.0 / temperature, None,
-                        c.dev(lp), c.dev(ent), c.dev(lse), None,
+        c.cu.token_rows(c.dev(v), v.ndim - 1, c.dev(tgt), ignore_index, 1.0 / temperature,
+                        c.dev(weight), c.dev(lp), None if want_smooth else c.dev(ent),
+                        c.dev(lse), c.dev(ent) if want_smooth else None,
                         c.ws(c.cu.workspace(n, v.shape[-1])))
-    check()
-    from .tokens import TokenLogprobs
-
-    res = [None if r is None else c.finish(r, lead, dtype) for r in (lp, ent, lse)]
-    return res[0] if not (return_entropy or return_lse) else TokenLogprobs(*res)
+    return lp, ent, lse
 
 
-def softmax_cross_entropy(logits, targets, weight, ignore_index, label_smoothing, reduction):
-    _no_grad(logits, weight)
+def softmax_cross_entropy(logits, targets, weight, ignore_index, label_smoothing, reduction,
+                          check=True):
     same_device((logits, targets, weight), ("logits", "targets", "weight"))
+    if _wants_grad(logits, weight):
+        from . import _gpu_autograd
+
+        return _gpu_autograd.softmax_cross_entropy(logits, targets, weight, ignore_index,
+                                                   label_smoothing, reduction, check)
     c = _Ctx(logits, "logits")
-    v, tgt, ignore_index, lead, check = _tokens(c, logits, targets, ignore_index)
+    f = sce_forward(c, logits, targets, weight, ignore_index, label_smoothing, reduction, False,
+                    check)
+    return c.finish(f.loss, f.lead if f.reduction == "none" else (), f.dtype)
+
+
+class SceForward(NamedTuple):
+    v: object
+    tgt: object
+    keep: object
+    w64: object          # float64 class weights or None
+    wk: object           # the weights the kernels read (smoothing), or None
+    w_t: object          # float64 weight of each position's target (0 where ignored)
+    lse: object          # float64 per row, or None
+    loss: object         # float64
+    eps: float
+    reduction: str
+    lead: tuple
+    dtype: str
+
+
+def sce_forward(c, logits, targets, weight, ignore_index, label_smoothing, reduction, want_lse,
+                check=True):
+    v, tgt, ignore_index, lead, validate = tokens(c, logits, targets, ignore_index, check)
     n_classes = v.shape[-1]
     reduction = _args.reduction(reduction)
     eps = _args.label_smoothing(label_smoothing)
@@ -304,21 +389,17 @@ def softmax_cross_entropy(logits, targets, weight, ignore_index, label_smoothing
                              f"got {tuple(w.shape)}")
         w64 = c.fw.astype(w, "float64")
     prec = "float64" if c.fw.dtype(v) == "float64" else "float32"
-    n = tgt.shape[0]
-    lp = c.empty((n,), "float64")
-    smooth = c.empty((n,), "float64") if eps else None
-    if n:
-        wk = None if not eps or w64 is None else c.fw.contiguous(c.fw.astype(w64, prec))
-        c.cu.token_rows(c.dev(v), v.ndim - 1, c.dev(tgt), ignore_index, 1.0, c.dev(wk),
-                        c.dev(lp), None, None, c.dev(smooth),
-                        c.ws(c.cu.workspace(n, n_classes)))
-    loss = _loss(c, lp, smooth, tgt, ignore_index, w64, eps, n_classes, reduction)
-    check()
-    return c.finish(loss, lead if reduction == "none" else (), _result(c.fw.dtype(v)))
+    wk = None if not eps or w64 is None else c.fw.contiguous(c.fw.astype(w64, prec))
+    lp, smooth, lse = token_rows(c, v, tgt, ignore_index, 1.0, False, want_lse, wk, bool(eps))
+    loss, keep, w_t = _loss(c, lp, smooth, tgt, ignore_index, w64, eps, n_classes, reduction)
+    validate()
+    return SceForward(v, tgt, keep, w64, wk, w_t, lse, loss, eps, reduction, lead,
+                      _result(c.fw.dtype(v)))
 
 
 def _loss(c, lp, smooth, tgt, ignore, weight, eps, n_classes, reduction):
-    """the CPU path's _loss (tokens.py) in the framework's float64 arithmetic"""
+    """(loss, kept positions, each position's target weight): the CPU
+    path's _loss (tokens.py) in the framework's float64 arithmetic"""
     fw = c.fw
     keep = tgt != ignore
     zero = fw.full(c.x, (), 0.0, "float64")
@@ -331,16 +412,16 @@ def _loss(c, lp, smooth, tgt, ignore, weight, eps, n_classes, reduction):
     loss = nll if eps == 0.0 else \
         (1.0 - eps) * nll + (eps / n_classes) * fw.where(keep, -smooth, zero)
     if reduction == "none":
-        return loss
+        return loss, keep, w_t
     total = loss.sum()
-    return total / w_t.sum() if reduction == "mean" else total
+    return (total / w_t.sum() if reduction == "mean" else total), keep, w_t
 
 
 # --------------------------------------------------------------------------
 # segments
 # --------------------------------------------------------------------------
 
-def _offsets(c, offsets, n_values):
+def _offsets(c, offsets, n_values, check=True):
     """(starts, lengths) int64 on the device from offsets, and the function
     that raises the CPU path's errors for bad offsets"""
     off = c.arr(offsets, "offsets")
@@ -351,6 +432,10 @@ def _offsets(c, offsets, n_values):
         raise ValueError(f"offsets: expected a 1-D array of n+1 positions, got shape "
                          f"{tuple(off.shape)}")
     off = c.fw.contiguous(c.fw.astype(off, "int64"))
+    starts = c.fw.contiguous(off[:-1])
+    lens = c.fw.contiguous(off[1:] - off[:-1])
+    if not check:
+        return starts, lens, lambda: None
     first = c.first_bad(off.shape[0])
     c.cu.check_sorted(c.dev(off), c.dev(first))
     # (offsets sorted, as checked first: only offsets[0] can be negative and
@@ -366,9 +451,7 @@ def _offsets(c, offsets, n_values):
             raise ValueError(f"offsets: must be non-decreasing, but offsets[{i + 1}] = {b} "
                              f"< offsets[{i}] = {a}")
         bounds()
-    starts = off[:-1]
-    lens = c.fw.contiguous(off[1:] - off[:-1])
-    return c.fw.contiguous(starts), lens, raise_if_bad
+    return starts, lens, raise_if_bad
 
 
 def _mask(c, mask, shape):
@@ -386,33 +469,36 @@ def _values(c, a, name):
     return x
 
 
-def segment(op, values, offsets, mask, empty):
-    _no_grad(values)
+def segment(op, values, offsets, mask, empty, check=True):
     same_device((values, offsets, mask), ("values", "offsets", "mask"))
+    if _wants_grad(values):
+        from . import _gpu_autograd
+
+        return _gpu_autograd.segment(op, values, offsets, mask, empty, check)
     _args.layout(False, offsets, mask)
     empty = _args.empty(empty)
     c = _Ctx(values, "values")
     x = _values(c, values, "values")
-    out, _, check = _run(c, op, x, None, offsets, mask, None, math.inf, empty, False)
-    check()
+    out, _, validate = _run(c, op, x, None, offsets, mask, None, math.inf, empty, False, check)
+    validate()
     return c.fw.astype(out, _result(c.fw.dtype(x)))
 
 
-def _run(c, op, x, y, offsets, mask, est, clamp, empty, want_counts):
+def _run(c, op, x, y, offsets, mask, est, clamp, empty, want_counts, check=True):
     """float64 per-sequence results (and int64 counts where asked), the
     validation to read after"""
     if offsets is not None:
         if x.ndim != 1:
             raise ValueError(f"values: packed values (with offsets) must be 1-D, got shape "
                              f"{tuple(x.shape)}")
-        starts, lens, check = _offsets(c, offsets, x.shape[0])
+        starts, lens, validate = _offsets(c, offsets, x.shape[0], check)
         n_seg = lens.shape[0]
         out = c.empty((n_seg,), "float64")
         if n_seg:
             c.cu.seg_packed(op, est, c.dev(x), c.dev(y), c.dev(starts), c.dev(starts),
                             c.dev(lens), clamp, empty, c.dev(out),
                             c.ws(c.cu.seg_workspace(n_seg, x.shape[0])))
-        return out, (lens if want_counts else None), check
+        return out, (lens if want_counts else None), validate
     if x.ndim != 2:
         if x.ndim == 1 and mask is None:
             raise ValueError("offsets: required for 1-D (packed) values; 2-D [B, T] values "
@@ -432,9 +518,13 @@ def _run(c, op, x, y, offsets, mask, est, clamp, empty, want_counts):
     return out, counts, lambda: None
 
 
-def seq_kl(logp, ref_logp, offsets, mask, estimator, reduce, clamp, empty):
-    _no_grad(logp, ref_logp)
+def seq_kl(logp, ref_logp, offsets, mask, estimator, reduce, clamp, empty, check=True):
     same_device((logp, ref_logp, offsets, mask), ("logp", "ref_logp", "offsets", "mask"))
+    if _wants_grad(logp, ref_logp):
+        from . import _gpu_autograd
+
+        return _gpu_autograd.seq_kl(logp, ref_logp, offsets, mask, estimator, reduce, clamp,
+                                    empty, check)
     _args.layout(False, offsets, mask)
     est = _args.estimator(estimator)
     cl = _args.clamp(clamp)
@@ -447,14 +537,17 @@ def seq_kl(logp, ref_logp, offsets, mask, estimator, reduce, clamp, empty):
                          f"{tuple(x.shape)}")
     dtype = _common(c.fw.dtype(x), c.fw.dtype(y))
     x, y = c.fw.astype(x, dtype), c.fw.astype(y, dtype)
-    out, _, check = _run(c, reduce, x, y, offsets, mask, est, cl, empty, False)
-    check()
+    out, _, validate = _run(c, reduce, x, y, offsets, mask, est, cl, empty, False, check)
+    validate()
     return c.fw.astype(out, _result(dtype))
 
 
 def kl_estimate(logp, ref_logp, estimator, clamp):
-    _no_grad(logp, ref_logp)
     same_device((logp, ref_logp), ("logp", "ref_logp"))
+    if _wants_grad(logp, ref_logp):
+        from . import _gpu_autograd
+
+        return _gpu_autograd.kl_estimate(logp, ref_logp, estimator, clamp)
     est = _args.estimator(estimator)
     cl = _args.clamp(clamp)
     c = _Ctx(logp, "logp")
@@ -476,9 +569,13 @@ def kl_estimate(logp, ref_logp, estimator, clamp):
     return out
 
 
-def agg_loss(values, offsets, mask, mode, num_tokens, num_seqs, norm_length):
-    _no_grad(values)
+def agg_loss(values, offsets, mask, mode, num_tokens, num_seqs, norm_length, check=True):
     same_device((values, offsets, mask), ("values", "offsets", "mask"))
+    if _wants_grad(values):
+        from . import _gpu_autograd
+
+        return _gpu_autograd.agg_loss(values, offsets, mask, mode, num_tokens, num_seqs,
+                                      norm_length, check)
     _args.layout(False, offsets, mask)
     mode = _args.mode(mode)
     num_tokens = _args.count(num_tokens, "num_tokens")
@@ -486,8 +583,9 @@ def agg_loss(values, offsets, mask, mode, num_tokens, num_seqs, norm_length):
     norm_length = _args.count(norm_length, "norm_length")
     c = _Ctx(values, "values")
     x = _values(c, values, "values")
-    sums, counts, check = _run(c, "sum", x, None, offsets, mask, None, math.inf, 0.0, True)
-    check()
+    sums, counts, validate = _run(c, "sum", x, None, offsets, mask, None, math.inf, 0.0, True,
+                                  check)
+    validate()
     fw = c.fw
     zero = fw.full(c.x, (), 0.0, "float64")
     nonempty = counts > 0

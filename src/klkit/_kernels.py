@@ -51,10 +51,10 @@ def gpu_backend(name):
             driver, runtime, devices, err = _cuda.versions()
             if driver == 0:
                 _GPU_ERROR = "no NVIDIA driver was found on this machine"
-            elif driver < runtime:
+            elif driver // 1000 < runtime // 1000:      # (minor versions are compatible)
                 _GPU_ERROR = (f"the NVIDIA driver supports CUDA {_version(driver)}, older than "
                               f"the CUDA {_version(runtime)} klkit was built with: install a "
-                              f"driver for CUDA {_version(runtime)} or newer")
+                              f"driver for CUDA {runtime // 1000}.0 or newer")
             elif devices == 0:
                 _GPU_ERROR = f"no GPU is visible ({_cuda.error_string(err)})"
             else:

@@ -165,9 +165,9 @@ def _run(op, lay, empty, dtype, est=None, other=None, clamp=math.inf, want_count
     return out, (lay.lens if want_counts else None)
 
 
-def _reduce(op, values, offsets, mask, empty):
+def _reduce(op, values, offsets, mask, empty, check):
     if any_device(values, offsets, mask):
-        return _gpu.segment(op, values, offsets, mask, empty)
+        return _gpu.segment(op, values, offsets, mask, empty, check)
     if wants_grad(values):
         from . import _autograd
 
@@ -179,7 +179,7 @@ def _reduce(op, values, offsets, mask, empty):
 
 
 @public("segments", ("values", "offsets", "mask"))
-def segment_sum(values, offsets=None, *, mask=None, empty=0.0):
+def segment_sum(values, offsets=None, *, mask=None, empty=0.0, check=True):
     """Sum of each sequence.
 
     ``values`` / ``offsets`` / ``mask``: one of the three layouts of this
@@ -194,32 +194,47 @@ def segment_sum(values, offsets=None, *, mask=None, empty=0.0):
     and cancellation below that bound, and float64 results are as accurate
     as numpy's pairwise np.sum.  NaN in a sequence gives NaN for it;
     +inf and -inf together give NaN (IEEE).
+
+    ``check=False`` skips the validation of the offsets on the GPU (one
+    synchronisation per call) for callers who guarantee them: a bad offset
+    then gives NaN for its sequence, never an out-of-bounds read.  On the
+    CPU they are always validated.
     """
-    return _reduce("sum", values, offsets, mask, empty)
+    return _reduce("sum", values, offsets, mask, empty, check)
 
 
 @public("segments", ("values", "offsets", "mask"))
-def segment_mean(values, offsets=None, *, mask=None, empty=math.nan):
+def segment_mean(values, offsets=None, *, mask=None, empty=math.nan, check=True):
     """Mean of each sequence: the float64 sum of :func:`segment_sum` divided by
     the number of tokens, then rounded once to the result dtype.  An empty
     sequence gives ``empty`` (default NaN, as np.mean of nothing).  Layouts,
     dtypes and error bound as :func:`segment_sum`.
+
+    ``check=False`` skips the validation of the offsets on the GPU (one
+    synchronisation per call) for callers who guarantee them: a bad offset
+    then gives NaN for its sequence, never an out-of-bounds read.  On the
+    CPU they are always validated.
     """
-    return _reduce("mean", values, offsets, mask, empty)
+    return _reduce("mean", values, offsets, mask, empty, check)
 
 
 @public("segments", ("values", "offsets", "mask"))
-def segment_max(values, offsets=None, *, mask=None, empty=-math.inf):
+def segment_max(values, offsets=None, *, mask=None, empty=-math.inf, check=True):
     """Maximum of each sequence (exact).  NaN anywhere in a sequence gives
     NaN for it (np.max's rule); max(-0.0, +0.0) is +0.0 in any order.  An
     empty sequence gives ``empty`` (default -inf, the identity of max).
     Layouts and dtypes as :func:`segment_sum`.
+
+    ``check=False`` skips the validation of the offsets on the GPU (one
+    synchronisation per call) for callers who guarantee them: a bad offset
+    then gives NaN for its sequence, never an out-of-bounds read.  On the
+    CPU they are always validated.
     """
-    return _reduce("max", values, offsets, mask, empty)
+    return _reduce("max", values, offsets, mask, empty, check)
 
 
 @public("segments", ("values", "offsets", "mask"))
-def segment_logsumexp(values, offsets=None, *, mask=None, empty=-math.inf):
+def segment_logsumexp(values, offsets=None, *, mask=None, empty=-math.inf, check=True):
     """log(sum(exp(x))) of each sequence.
 
     Computed as ``m + log1p(s)`` with m the maximum and s the sum of
@@ -233,8 +248,13 @@ def segment_logsumexp(values, offsets=None, *, mask=None, empty=-math.inf):
     logsumexp: NaN gives NaN, +inf gives +inf, all -inf gives -inf.  An
     empty sequence gives ``empty`` (default -inf, the log of an empty sum).
     Layouts and dtypes as :func:`segment_sum`.
+
+    ``check=False`` skips the validation of the offsets on the GPU (one
+    synchronisation per call) for callers who guarantee them: a bad offset
+    then gives NaN for its sequence, never an out-of-bounds read.  On the
+    CPU they are always validated.
     """
-    return _reduce("logsumexp", values, offsets, mask, empty)
+    return _reduce("logsumexp", values, offsets, mask, empty, check)
 
 
 # --------------------------------------------------------------------------
@@ -351,7 +371,7 @@ def _pair_layouts(logp, ref_logp, offsets, mask):
 
 @public("segments", ("logp", "ref_logp", "offsets", "mask"))
 def seq_kl(logp, ref_logp, offsets=None, *, mask=None, estimator="k1", reduce="sum",
-           clamp=None, empty=0.0):
+           clamp=None, empty=0.0, check=True):
     """Per-sequence KL estimate: the sum (``reduce="sum"``, the RLHF sequence
     KL) or token mean (``reduce="mean"``) of :func:`kl_estimate` over each
     sequence's tokens.
@@ -371,9 +391,15 @@ def seq_kl(logp, ref_logp, offsets=None, *, mask=None, estimator="k1", reduce="s
     cancellation between tokens, relative to sum|d| rather than to the
     result.  An empty sequence gives ``empty`` (default 0.0 for both
     reductions).  Result float32 (float64 for float64 input).
+
+    ``check=False`` skips the validation of the offsets on the GPU (one
+    synchronisation per call) for callers who guarantee them: a bad offset
+    then gives NaN for its sequence, never an out-of-bounds read.  On the
+    CPU they are always validated.
     """
     if any_device(logp, ref_logp, offsets, mask):
-        return _gpu.seq_kl(logp, ref_logp, offsets, mask, estimator, reduce, clamp, empty)
+        return _gpu.seq_kl(logp, ref_logp, offsets, mask, estimator, reduce, clamp, empty,
+                           check)
     if wants_grad(logp, ref_logp):
         from . import _autograd
 
@@ -404,7 +430,7 @@ def seq_kl_parts(logp, ref_logp, lens, *, estimator="k1", reduce="sum", clamp=No
 
 @public("segments", ("values", "offsets", "mask"))
 def agg_loss(values, offsets=None, *, mask=None, mode="token-mean", num_tokens=None,
-             num_seqs=None, norm_length=None):
+             num_seqs=None, norm_length=None, check=True):
     """Reduce per-token values (losses) to one scalar, as verl's ``agg_loss``
     (verl/trainer/ppo/core_algos.py).  With S_i the sum and c_i the token
     count of sequence i (over the layout's kept tokens):
@@ -437,9 +463,15 @@ def agg_loss(values, offsets=None, *, mask=None, mode="token-mean", num_tokens=N
     Per-sequence sums as :func:`segment_sum` (float64), combined in float64
     and rounded once; returns a NumPy scalar, float32 (float64 for float64
     input), or a 0-d torch tensor for torch input.
+
+    ``check=False`` skips the validation of the offsets on the GPU (one
+    synchronisation per call) for callers who guarantee them: a bad offset
+    then gives NaN for its sequence, never an out-of-bounds read.  On the
+    CPU they are always validated.
     """
     if any_device(values, offsets, mask):
-        return _gpu.agg_loss(values, offsets, mask, mode, num_tokens, num_seqs, norm_length)
+        return _gpu.agg_loss(values, offsets, mask, mode, num_tokens, num_seqs, norm_length,
+                             check)
     if wants_grad(values):
         from . import _autograd
 

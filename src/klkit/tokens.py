@@ -75,7 +75,7 @@ def _loss(lp, smooth, tgt, keep, weight, eps, n_classes, reduction):
 
 @public("tokens", ("logits", "targets"))
 def token_logprobs(logits, targets, *, temperature=1.0, ignore_index=-100,
-                   return_entropy=False, return_lse=False):
+                   return_entropy=False, return_lse=False, check=True):
     """log softmax(logits / temperature)[..., target] for every position.
 
     ``logits``: [..., V], classes on the last axis; float16, bfloat16
@@ -121,10 +121,16 @@ def token_logprobs(logits, targets, *, temperature=1.0, ignore_index=-100,
     positions get a zero gradient row; a row whose lse is not finite (NaN,
     +inf, all -inf), or beyond 1e12 in magnitude (logits / T so large that
     the lse's rounding is not small in nats), gets NaN.
+
+    ``check=False`` skips the validation of the targets on the GPU (one
+    synchronisation per call) for callers who guarantee them: a bad target
+    then gives NaN for its position, never an out-of-bounds read.  On the
+    CPU they are always validated.
     """
     t = _args.temperature(temperature)
     if any_device(logits, targets):
-        return _gpu.token_logprobs(logits, targets, t, ignore_index, return_entropy, return_lse)
+        return _gpu.token_logprobs(logits, targets, t, ignore_index, return_entropy, return_lse,
+                                   check)
     if wants_grad(logits):
         from . import _autograd
 
@@ -157,7 +163,7 @@ def token_logprobs(logits, targets, *, temperature=1.0, ignore_index=-100,
 
 @public("tokens", ("logits", "targets", "weight"))
 def softmax_cross_entropy(logits, targets, *, weight=None, ignore_index=-100,
-                          label_smoothing=0.0, reduction="mean"):
+                          label_smoothing=0.0, reduction="mean", check=True):
     """Cross-entropy loss of logits [..., V] against class indices [...],
     with the semantics of torch.nn.functional.cross_entropy (classes on the
     LAST axis here, torch's [N, C] rows after a reshape).
@@ -184,10 +190,15 @@ def softmax_cross_entropy(logits, targets, *, weight=None, ignore_index=-100,
     weights), for every option, with the memory of :func:`token_logprobs`:
     d loss_i / dx_c = p_c ((1-eps) w_t + eps W / V) - (1-eps) w_t [c = t]
     - eps w_c / V, times the reduction's factor, written once per row.
+
+    ``check=False`` skips the validation of the targets on the GPU (one
+    synchronisation per call) for callers who guarantee them: a bad target
+    then gives NaN for its position, never an out-of-bounds read.  On the
+    CPU they are always validated.
     """
     if any_device(logits, targets, weight):
         return _gpu.softmax_cross_entropy(logits, targets, weight, ignore_index, label_smoothing,
-                                          reduction)
+                                          reduction, check)
     if wants_grad(logits, weight):
         from . import _autograd
 

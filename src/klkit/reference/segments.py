@@ -14,7 +14,8 @@ log-sum-exp, and
           = expm1(r) - r                                   (|r| > 2)
 
 with r = ref_logp - logp (the series has no cancellation; expm1(r) - r
-has none beyond |r| = 2).
+has none beyond |r| = 2).  ``check`` (a GPU option of the compiled
+functions) is accepted and ignored: the twins always validate.
 """
 import math
 
@@ -143,14 +144,14 @@ def _lse(s):
     return float(m) + math.log1p(_fsum(np.exp(s[~is_max] - m)) + (np.count_nonzero(is_max) - 1))
 
 
-def segment_sum(values, offsets=None, *, mask=None, empty=0.0):
+def segment_sum(values, offsets=None, *, mask=None, empty=0.0, check=True):
     """Sum of each sequence (correctly rounded float64 sum, then the result dtype)."""
     empty = _empty(empty)
     seqs, dtype, _ = _ref_sequences(values, offsets, mask)
     return _seg_result([_fsum(s) if s.size else empty for s in seqs], dtype)
 
 
-def segment_mean(values, offsets=None, *, mask=None, empty=math.nan):
+def segment_mean(values, offsets=None, *, mask=None, empty=math.nan, check=True):
     """Mean of each sequence: the fsum divided by the length."""
     empty = _empty(empty)
     seqs, dtype, _ = _ref_sequences(values, offsets, mask)
@@ -166,14 +167,14 @@ def _max_signed_zero(s):
     return m
 
 
-def segment_max(values, offsets=None, *, mask=None, empty=-math.inf):
+def segment_max(values, offsets=None, *, mask=None, empty=-math.inf, check=True):
     """Maximum of each sequence; NaN if it holds a NaN; +0.0 over {-0.0, +0.0}."""
     empty = _empty(empty)
     seqs, dtype, _ = _ref_sequences(values, offsets, mask)
     return _seg_result([_max_signed_zero(s) if s.size else empty for s in seqs], dtype)
 
 
-def segment_logsumexp(values, offsets=None, *, mask=None, empty=-math.inf):
+def segment_logsumexp(values, offsets=None, *, mask=None, empty=-math.inf, check=True):
     """log(sum(exp(x))) of each sequence: m + log1p(sum over the others of
     exp(x - m) + (occurrences of m) - 1), m the maximum."""
     empty = _empty(empty)
@@ -248,7 +249,7 @@ def _seq_pairs(logp, ref_logp, offsets, mask):
 
 
 def seq_kl(logp, ref_logp, offsets=None, *, mask=None, estimator="k1", reduce="sum",
-           clamp=None, empty=0.0):
+           clamp=None, empty=0.0, check=True):
     """Per-sequence sum (or mean) of the per-token estimator (kl_estimate)."""
     est = _estimator(estimator)
     c = _clamp(clamp)
@@ -267,7 +268,7 @@ def seq_kl(logp, ref_logp, offsets=None, *, mask=None, estimator="k1", reduce="s
 
 
 def agg_loss(values, offsets=None, *, mask=None, mode="token-mean", num_tokens=None,
-             num_seqs=None, norm_length=None):
+             num_seqs=None, norm_length=None, check=True):
     """verl's agg_loss: per-token values to one scalar.
 
     token-mean               sum of all tokens / num_tokens (default: the token count)

@@ -1,4 +1,6 @@
-"""NumPy twins of token_logprobs and softmax_cross_entropy.
+"""NumPy twins of token_logprobs and softmax_cross_entropy (``check``, a
+GPU option of the compiled functions, is accepted and ignored: the twins
+always validate).
 
     log p_t = (x_t - m) / T - log1p(s)       (dense.log_softmax, gathered)
     H       = entropy of softmax(x / T)      (divergence.entropy, kind="logits")
@@ -61,7 +63,7 @@ def _logits_and_targets(logits, targets, ignore_index):
 
 
 def token_logprobs(logits, targets, *, temperature=1.0, ignore_index=-100,
-                   return_entropy=False, return_lse=False):
+                   return_entropy=False, return_lse=False, check=True):
     t = _temperature(temperature)
     x, tgt, ignore_index = _logits_and_targets(logits, targets, ignore_index)
     dtype = _result_dtype((logits, x))
@@ -84,7 +86,7 @@ def token_logprobs(logits, targets, *, temperature=1.0, ignore_index=-100,
 
 
 def softmax_cross_entropy(logits, targets, *, weight=None, ignore_index=-100,
-                          label_smoothing=0.0, reduction="mean"):
+                          label_smoothing=0.0, reduction="mean", check=True):
     _choice(reduction, "reduction", ("mean", "sum", "none"))
     eps = _number(label_smoothing, "label_smoothing", lambda e: 0.0 <= e <= 1.0,
                   "a number in [0, 1]")

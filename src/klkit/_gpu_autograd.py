@@ -1,0 +1,469 @@
+"""torch.autograd.Functions of the public functions on CUDA tensors.
+
+The forward is the GPU path's own (_gpu.py), saving per row what the
+backward needs (lse, value, KL's lse difference, JS's sums: O(rows));
+the backward of the row functions is one CUDA kernel that reads the
+inputs once and writes the gradient once (kernels/cuda/grad.cu, the CPU
+backward kernels' formulas), with per-row coefficients folded from the
+incoming gradients in float64 torch arithmetic on the device.  The
+segment functions differentiate per token in float64 torch arithmetic,
+as on the CPU.  Every Function is first-order (_autograd.first_order_only)
+and its arguments' contracts are the CPU path's (_autograd.py).
+"""
+import math
+
+import torch
+
+from . import _args, _gpu
+from ._autograd import LSE_RESOLVED, _estimator_slope, first_order_only
+
+
+def _ctx(x, name):
+    return _gpu._Ctx(x.detach(), name)
+
+
+def _flat64(g, n, like):
+    """an incoming gradient as a float64 vector of n (zeros where None)"""
+    if g is None:
+        return torch.zeros(n, dtype=torch.float64, device=like.device)
+    return g.detach().reshape(-1).to(torch.float64)
+
+
+def _resolvable(lse):
+    """NaN where the gradient cannot be resolved (|lse| > LSE_RESOLVED)"""
+    return torch.where(lse.abs() > LSE_RESOLVED, torch.nan, lse)
+
+
+def _unmove(a, axes):
+    """undo _Ctx.rows's permutation (axes moved last)"""
+    nd = a.ndim
+    perm = [i for i in range(nd) if i not in axes] + list(axes)
+    inv = [0] * nd
+    for i, p in enumerate(perm):
+        inv[p] = i
+    return a.permute(*inv)
+
+
+def _as_input(grad, a):
+    """a gradient of the broadcast shape summed to input a's shape, dtype"""
+    if tuple(grad.shape) != tuple(a.shape):
+        grad = grad.to(torch.float64).sum_to_size(a.shape)
+    return grad.to(a.dtype)
+
+
+# --------------------------------------------------------------------------
+# tokens
+# --------------------------------------------------------------------------
+
+class _TokenLogprobs(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, logits, targets, temperature, ignore_index, want_ent, check):
+        c = _ctx(logits, "logits")
+        v, tgt, ig, lead, validate = _gpu.tokens(c, logits, targets, ignore_index, check)
+        lp, ent, lse = _gpu.token_rows(c, v, tgt, ig, temperature, want_ent, True)
+        validate()
+        ctx.save_for_backward(logits)
+        ctx.c, ctx.v, ctx.tgt, ctx.keep, ctx.lse, ctx.ent = c, v, tgt, tgt != ig, lse, ent
+        ctx.t = temperature
+        dtype = _gpu._result(c.fw.dtype(v))
+        n = tgt.shape[0]
+        outs = [lp, ent if want_ent else torch.zeros(n, dtype=torch.float64, device=lp.device),
+                lse]
+        res = [c.finish(o, lead, dtype) for o in outs]
+        if not want_ent:
+            ctx.mark_non_differentiable(res[1])
+        return tuple(res)
+
+    @staticmethod
+    @first_order_only
+    def backward(ctx, g_lp, g_ent, g_lse):
+        c, v, n, t = ctx.c, ctx.v, ctx.tgt.shape[0], ctx.t
+        g1, g3 = _flat64(g_lp, n, v), _flat64(g_lse, n, v)
+        coef = torch.zeros((n, 4), dtype=torch.float64, device=v.device)
+        # d log p_t = (onehot_t - p) / T, dH = -p (log p + H) / T, d lse = p / T
+        coef[:, 0] = -g1 + g3
+        coef[:, 2] = g1
+        if ctx.ent is not None:
+            g2 = _flat64(g_ent, n, v)
+            coef[:, 0] -= g2 * ctx.ent
+            coef[:, 1] = -g2
+        coef /= t
+        coef[~ctx.keep] = 0.0            # ignored positions: constant outputs
+        out = torch.empty(v.shape, dtype=v.dtype, device=v.device)
+        if out.numel():
+            c.cu.token_grad(c.dev(v), v.ndim - 1, c.dev(ctx.tgt), 1.0 / t,
+                            c.dev(_resolvable(ctx.lse)), c.dev(coef), None, c.dev(out))
+        (logits,) = ctx.saved_tensors
+        return out.to(logits.dtype), None, None, None, None, None
+
+
+def token_logprobs(logits, targets, temperature, ignore_index, return_entropy, return_lse,
+                   check):
+    from .tokens import TokenLogprobs
+
+    _no_complex(logits, "logits")
+    lp, ent, lse = _TokenLogprobs.apply(logits, targets, temperature, ignore_index,
+                                        return_entropy, check)
+    if not (return_entropy or return_lse):
+        return lp
+    return TokenLogprobs(lp, ent if return_entropy else None, lse if return_lse else None)
+
+
+class _SoftmaxCrossEntropy(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, logits, targets, weight, ignore_index, eps, reduction, check):
+        c = _ctx(logits, "logits")
+        w = None if weight is None else weight.detach()
+        f = _gpu.sce_forward(c, logits, targets, w, ignore_index, eps, reduction, True, check)
+        ctx.save_for_backward(logits)
+        ctx.c, ctx.f = c, f
+        return c.finish(f.loss, f.lead if f.reduction == "none" else (), f.dtype)
+
+    @staticmethod
+    @first_order_only
+    def backward(ctx, g):
+        c, f = ctx.c, ctx.f
+        v, n, eps = f.v, f.tgt.shape[0], f.eps
+        C = v.shape[-1]
+        if f.reduction == "none":
+            gi = _flat64(g, n, v)
+        else:
+            gi = g.detach().to(torch.float64).reshape(1).expand(n)
+            if f.reduction == "mean":     # a zero weight sum: inf / nan, as torch
+                gi = gi / f.w_t.sum()
+        W = float(C) if f.w64 is None else f.w64.sum()
+        # loss_i = (1-eps) (-w_t log p_t) + eps/C (-sum_c w_c log p_c):
+        # d/dx_c = p_c ((1-eps) w_t + eps W / C) - (1-eps) w_t [c = t] - eps/C w_c
+        coef = torch.zeros((n, 4), dtype=torch.float64, device=v.device)
+        coef[:, 0] = gi * ((1.0 - eps) * f.w_t + (eps * W / C if C else 0.0))
+        coef[:, 2] = -gi * (1.0 - eps) * f.w_t
+        coef[:, 3] = -gi * eps / C if C else 0.0
+        coef[~f.keep] = 0.0
+        out = torch.empty(v.shape, dtype=v.dtype, device=v.device)
+        if out.numel():
+            wk = f.wk if eps and f.w64 is not None else None
+            c.cu.token_grad(c.dev(v), v.ndim - 1, c.dev(f.tgt), 1.0, c.dev(f.lse), c.dev(coef),
+                            c.dev(wk), c.dev(out))
+        (logits,) = ctx.saved_tensors
+        return out.to(logits.dtype), None, None, None, None, None, None
+
+
+def softmax_cross_entropy(logits, targets, weight, ignore_index, label_smoothing, reduction,
+                          check):
+    if getattr(weight, "requires_grad", False):
+        raise TypeError("weight: klkit does not differentiate with respect to the class weights "
+                        "(neither does torch's cross_entropy); pass weight.detach()")
+    _no_complex(logits, "logits")
+    reduction = _args.reduction(reduction)
+    eps = _args.label_smoothing(label_smoothing)
+    return _SoftmaxCrossEntropy.apply(logits, targets, weight, ignore_index, eps, reduction,
+                                      check)
+
+
+# --------------------------------------------------------------------------
+# dense
+# --------------------------------------------------------------------------
+
+class _LogSumExp(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, a, axes, keepdims):
+        c = _ctx(a, "a")
+        x = c.floats(c.x, "a")
+        lse, v, n_lead = _gpu.lse_rows(c, x, axes)
+        ctx.save_for_backward(a)
+        ctx.c, ctx.v, ctx.n_lead, ctx.lse, ctx.axes = c, v, n_lead, lse, axes
+        return c.finish(lse, _gpu.lse_shape(x.shape, axes, keepdims), _gpu._result(c.fw.dtype(x)))
+
+    @staticmethod
+    @first_order_only
+    def backward(ctx, g):
+        c, v, lse = ctx.c, ctx.v, ctx.lse
+        n = lse.shape[0]
+        coef = torch.zeros((n, 4), dtype=torch.float64, device=v.device)
+        coef[:, 0] = _flat64(g, n, v)            # d lse / dx = softmax(x)
+        out = torch.empty(v.shape, dtype=v.dtype, device=v.device)
+        if out.numel():
+            c.cu.token_grad(c.dev(v), ctx.n_lead, None, 1.0, c.dev(_resolvable(lse)),
+                            c.dev(coef), None, c.dev(out))
+        (a,) = ctx.saved_tensors
+        full = out.reshape(a.shape) if a.ndim == 0 else _unmove(out, ctx.axes)
+        return full.to(a.dtype), None, None
+
+
+def logsumexp(a, axis, keepdims):
+    _no_complex(a, "a")
+    return _LogSumExp.apply(a, _args.axes(axis, a.ndim), keepdims)
+
+
+class _Softmax(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, axis, log):
+        y = _gpu.softmax(x.detach(), axis, None, log)
+        ctx.save_for_backward(x, y)
+        ctx.axes, ctx.log = _args.axes(axis, x.ndim), log
+        return y
+
+    @staticmethod
+    @first_order_only
+    def backward(ctx, gy):
+        x, y = ctx.saved_tensors
+        c = _ctx(y, "y")
+        axes = ctx.axes if x.ndim else (0,)
+        y1, g1 = (y.reshape(1), gy.reshape(1)) if x.ndim == 0 else (y, gy)
+        vy, n_lead, kept = c.rows(y1, axes)
+        vg, _, _ = c.rows(g1.detach().to(y.dtype), axes)
+        out = torch.empty(vy.shape, dtype=x.dtype if x.dtype.is_floating_point
+                          else torch.float64, device=y.device)
+        if out.numel():
+            n_rows = math.prod(kept)
+            c.cu.softmax_grad(ctx.log, c.dev(vy), c.dev(vg), n_lead, c.dev(out),
+                              c.ws(c.cu.workspace(n_rows, out.numel() // max(n_rows, 1))))
+        full = out.reshape(x.shape) if x.ndim == 0 else _unmove(out, axes)
+        return full.to(x.dtype), None, None
+
+
+def softmax(x, axis, log):
+    _no_complex(x, "x")
+    return _Softmax.apply(x, axis, log)
+
+
+# --------------------------------------------------------------------------
+# divergences
+# --------------------------------------------------------------------------
+
+class _Divergence(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, p, q, op, axis, kind, log_base, temperature, beta):
+        arrays = (p,) if op == "entropy" else (p, q)
+        c = _ctx(p, "p")
+        o = _gpu.div_operands(c, [a.detach() for a in arrays], axis, kind, temperature)
+        n = math.prod(o.kept)
+        saved = c.empty((n, 5), "float64") if o.kind == "logits" else None
+        val = _gpu.div_run(c, op, o, temperature, beta, saved)
+        ctx.save_for_backward(*arrays)
+        ctx.c, ctx.o, ctx.op, ctx.saved, ctx.beta, ctx.t = c, o, op, saved, beta, temperature
+        ctx.log_base = log_base
+        res = val / log_base if log_base is not None else val
+        return c.finish(res, o.kept, o.out_dtype)
+
+    @staticmethod
+    @first_order_only
+    def backward(ctx, g):
+        c, o, op = ctx.c, ctx.o, ctx.op
+        n = math.prod(o.kept)
+        g64 = _flat64(g, n, o.views[0])
+        if ctx.log_base is not None:
+            g64 = g64 / ctx.log_base
+        want = [ctx.needs_input_grad[0], op != "entropy" and ctx.needs_input_grad[1]]
+        outs = [torch.empty(v.shape, dtype=v.dtype, device=v.device) if w else None
+                for v, w in zip(o.views, want)] + [None]
+        if n and o.views[0].numel():
+            saved = ctx.saved
+            if saved is not None:
+                saved = saved.clone()
+                saved[:, 0] = _resolvable(saved[:, 0])
+                saved[:, 1] = _resolvable(saved[:, 1])
+            c.cu.div_grad(op, o.kind, c.dev(o.views[0]),
+                          c.dev(o.views[1]) if len(o.views) > 1 else None, o.n_lead,
+                          1.0 / ctx.t, ctx.beta, c.dev(saved), c.dev(g64), c.dev(outs[0]),
+                          c.dev(outs[1]))
+        grads = []
+        for a, gr in zip(ctx.saved_tensors, outs[:2]):
+            grads.append(None if gr is None else _as_input(_unmove(gr, (o.axis,)), a))
+        grads += [None] * (2 - len(grads))
+        return grads[0], grads[1], None, None, None, None, None, None
+
+
+def divergence(op, arrays, axis, kind, log_base, temperature, beta):
+    for a, name in zip(arrays, ("p", "q")):
+        _no_complex(a, name)
+    if kind == "probs":
+        raise ValueError("kind: gradients are computed for kind='logits' and kind='logprobs'; "
+                         "for probabilities pass their logarithm with kind='logprobs' "
+                         "(normalised) or kind='logits'")
+    for a, name in zip(arrays, ("p", "q")):
+        if not isinstance(a, torch.Tensor):
+            raise TypeError(f"{name}: where an argument requires grad, pass every argument as "
+                            "a torch tensor on the GPU")
+    return _Divergence.apply(arrays[0], arrays[1] if len(arrays) > 1 else None, op, axis, kind,
+                             log_base, temperature, beta)
+
+
+def _no_complex(x, name):
+    if getattr(x, "is_complex", lambda: False)():
+        raise TypeError(f"{name}: complex input is not supported on the GPU")
+
+
+# --------------------------------------------------------------------------
+# segments: per-token arithmetic in torch (float64), on the device
+# --------------------------------------------------------------------------
+
+def _expand(per_seq, like, offsets, mask):
+    """per-sequence float64 values spread over the tokens of like's layout
+    (0 outside every sequence and at masked entries), and the bool tensor of
+    the tokens inside a sequence"""
+    if offsets is None:
+        inside = torch.ones(like.shape, dtype=torch.bool, device=like.device) if mask is None \
+            else mask.to(torch.bool)
+        return torch.where(inside, per_seq[:, None].expand(like.shape), 0.0), inside
+    off = offsets.to(torch.int64)
+    n_seq = off.shape[0] - 1
+    pos = torch.arange(like.shape[0], device=like.device)
+    seq = torch.searchsorted(off, pos, right=True) - 1      # empty sequences skipped
+    inside = (seq >= 0) & (seq < n_seq) & (pos < off[-1])
+    if n_seq == 0:
+        return torch.zeros(like.shape, dtype=torch.float64, device=like.device), inside
+    return torch.where(inside, per_seq[seq.clamp(0, n_seq - 1)], 0.0), inside
+
+
+def _counts(like, offsets, mask):
+    if offsets is not None:
+        off = offsets.to(torch.int64)
+        return (off[1:] - off[:-1]).to(torch.float64)
+    if mask is None:
+        return torch.full((like.shape[0],), float(like.shape[1]), dtype=torch.float64,
+                          device=like.device)
+    return mask.to(torch.float64).sum(dim=1)
+
+
+class _Segment(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, values, offsets, mask, op, empty, check):
+        out = _gpu.segment(op, values.detach(), offsets, mask, empty, check)
+        ctx.save_for_backward(values, out)
+        ctx.offsets, ctx.mask, ctx.op = offsets, mask, op
+        return out
+
+    @staticmethod
+    @first_order_only
+    def backward(ctx, g):
+        values, out = ctx.saved_tensors
+        offsets, mask = ctx.offsets, ctx.mask
+        v = values.detach().to(torch.float64)
+        g = g.detach().to(torch.float64)
+        if ctx.op == "sum":
+            r, _ = _expand(g, v, offsets, mask)
+        elif ctx.op == "mean":
+            lens = _counts(v, offsets, mask)
+            r, _ = _expand(torch.where(lens > 0, g / lens.clamp(min=1), 0.0), v, offsets, mask)
+        elif ctx.op == "logsumexp":
+            ge, inside = _expand(g, v, offsets, mask)
+            oe, _ = _expand(out.detach().to(torch.float64), v, offsets, mask)
+            r = torch.where(inside, ge * torch.exp(v - oe), 0.0)
+        else:                         # max: shared evenly among the tied maxima, as torch
+            oe, inside = _expand(out.detach().to(torch.float64), v, offsets, mask)
+            hit = inside & (v == oe)
+            ties = _gpu.segment("sum", hit.to(torch.float64), offsets, mask, 0.0)
+            ge, _ = _expand(torch.where(ties > 0, g / ties.clamp(min=1), 0.0), v, offsets, mask)
+            r = torch.where(hit, ge, 0.0)
+        return r.to(values.dtype), None, None, None, None, None
+
+
+def segment(op, values, offsets, mask, empty, check):
+    return _Segment.apply(values, offsets, mask, op, _args.empty(empty), check)
+
+
+class _KlEstimate(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, logp, ref, est, clamp):
+        out = _gpu.kl_estimate(logp.detach(), ref.detach(), est,
+                               None if math.isinf(clamp) else clamp)
+        ctx.save_for_backward(logp, ref)
+        ctx.est, ctx.clamp = est, clamp
+        return out
+
+    @staticmethod
+    @first_order_only
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        d = a.detach().to(torch.float64) - b.detach().to(torch.float64)
+        s = _estimator_slope(d, ctx.est, ctx.clamp) * g.detach().to(torch.float64)
+        ga = _as_input(s, a) if ctx.needs_input_grad[0] else None
+        gb = _as_input(-s, b) if ctx.needs_input_grad[1] else None
+        return ga, gb, None, None
+
+
+def kl_estimate(logp, ref_logp, estimator, clamp):
+    _both_tensors(logp, ref_logp)
+    return _KlEstimate.apply(logp, ref_logp, _args.estimator(estimator), _args.clamp(clamp))
+
+
+class _SeqKl(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, logp, ref, offsets, mask, est, reduce, clamp, empty, check):
+        out = _gpu.seq_kl(logp.detach(), ref.detach(), offsets, mask, est, reduce,
+                          None if math.isinf(clamp) else clamp, empty, check)
+        ctx.save_for_backward(logp, ref)
+        ctx.args = (offsets, mask, est, reduce, clamp)
+        return out
+
+    @staticmethod
+    @first_order_only
+    def backward(ctx, g):
+        logp, ref = ctx.saved_tensors
+        offsets, mask, est, reduce, clamp = ctx.args
+        a, b = logp.detach().to(torch.float64), ref.detach().to(torch.float64)
+        g = g.detach().to(torch.float64)
+        if reduce == "mean":
+            lens = _counts(a, offsets, mask)
+            g = torch.where(lens > 0, g / lens.clamp(min=1), 0.0)
+        ge, inside = _expand(g, a, offsets, mask)
+        s = torch.where(inside, ge * _estimator_slope(a - b, est, clamp), 0.0)
+        return (s.to(logp.dtype) if ctx.needs_input_grad[0] else None,
+                (-s).to(ref.dtype) if ctx.needs_input_grad[1] else None,
+                None, None, None, None, None, None, None)
+
+
+def seq_kl(logp, ref_logp, offsets, mask, estimator, reduce, clamp, empty, check):
+    _both_tensors(logp, ref_logp)
+    return _SeqKl.apply(logp, ref_logp, offsets, mask, _args.estimator(estimator),
+                        _args.reduce(reduce), _args.clamp(clamp), _args.empty(empty), check)
+
+
+def _both_tensors(a, b):
+    if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
+        raise TypeError("logp, ref_logp: where one requires grad, pass both as torch tensors "
+                        "(the same layout)")
+
+
+class _AggLoss(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, values, offsets, mask, mode, num_tokens, num_seqs, norm_length, check):
+        out = _gpu.agg_loss(values.detach(), offsets, mask, mode, num_tokens, num_seqs,
+                            norm_length, check)
+        ctx.save_for_backward(values)
+        ctx.args = (offsets, mask, mode, num_tokens, num_seqs, norm_length)
+        return out
+
+    @staticmethod
+    @first_order_only
+    def backward(ctx, g):
+        (values,) = ctx.saved_tensors
+        offsets, mask, mode, num_tokens, num_seqs, norm_length = ctx.args
+        v = values.detach().to(torch.float64)
+        counts = _counts(v, offsets, mask)
+        nonempty = counts > 0
+        # each token's weight in the result: 1 / den, or 1 / (c_i den)
+        if mode == "token-mean":
+            den = counts.sum() if num_tokens is None else num_tokens
+            w = torch.ones_like(counts)
+        elif mode in ("seq-mean-token-sum", "seq-mean-token-mean"):
+            den = nonempty.to(torch.float64).sum() if num_seqs is None else num_seqs
+            w = nonempty.to(torch.float64)
+            if mode == "seq-mean-token-mean":
+                w = torch.where(nonempty, w / counts.clamp(min=1), 0.0)
+        else:
+            den = norm_length if norm_length is not None else float(
+                v.shape[1] if offsets is None else (counts.max() if counts.numel() else 0))
+            w = torch.ones_like(counts)
+        den = torch.as_tensor(den, dtype=torch.float64, device=v.device)
+        w = torch.where(den == 0, 0.0, w / torch.where(den == 0, 1.0, den))
+        r, _ = _expand(w * g.detach().to(torch.float64), v, offsets, mask)
+        return r.to(values.dtype), None, None, None, None, None, None, None
+
+
+def agg_loss(values, offsets, mask, mode, num_tokens, num_seqs, norm_length, check):
+    return _AggLoss.apply(values, offsets, mask, _args.mode(mode),
+                          _args.count(num_tokens, "num_tokens"),
+                          _args.count(num_seqs, "num_seqs"),
+                          _args.count(norm_length, "norm_length"), check)
