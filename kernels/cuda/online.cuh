@@ -101,7 +101,8 @@ template <class C> struct oxent {
         C t;
         if (xp > p.m) {
             C f = ex(p.m - xp);
-            u = 1 + p.s == 0 ? (C)0 : u * f;
+            /* (u = +inf, P > 0 where Q = 0, stays: inf * an underflowed f is NaN) */
+            u = 1 + p.s == 0 ? (C)0 : (u == (C)INFINITY ? u : u * f);
             p.s = (1 + p.s) * f;
             p.m = xp;
             t = 1;
@@ -112,8 +113,12 @@ template <class C> struct oxent {
             t = ex(xp - p.m);
             p.s += t;
         }
-        /* P > 0 where Q = 0: H(P, Q) = +inf (q.m - xq would be NaN at q.m = -inf) */
-        u += t == 0 ? (C)0 : (xq == -INFINITY ? (C)INFINITY : t * (q.m - xq));
+        /* P > 0 where Q = 0: H(P, Q) = +inf, also where P's exp underflows
+         * (q.m - xq would be NaN at q.m = -inf) */
+        if (xq == -INFINITY && xp != -INFINITY)
+            u = (C)INFINITY;
+        else if (t != 0)
+            u += t * (q.m - xq);
     }
     __device__ __forceinline__ kk_xent_t state() const
     {
@@ -127,9 +132,14 @@ template <class C> struct osmooth {
     C v = 0, w = 0;
     __device__ __forceinline__ void push(C x, C wc, C m_before)
     {
+        /* against 0 while the maximum is -inf (tokens_rows.inc's chunk
+         * sums): a -inf logit of positive weight gives -inf, never
+         * -inf - -inf */
         C m = x > m_before ? x : m_before;
-        if (m != m_before && w != 0) v += (m_before - m) * w;
-        if (wc != 0) v += wc * (x - m);
+        const C mb = m_before == -INFINITY ? (C)0 : m_before;
+        const C mn = m == -INFINITY ? (C)0 : m;
+        if (mn != mb && w != 0) v += (mb - mn) * w;
+        if (wc != 0) v += wc * (x - mn);
         w += wc;
     }
 };

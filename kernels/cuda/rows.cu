@@ -10,7 +10,8 @@
  * second pass reads the row again.  KL is then summed in Bregman form
  * around the shift c = log P - log Q of the lse's (any shift gives the
  * exact KL; an error in it costs only its square):
- *   S1 = sum P phi(D),  S2 = sum P (e^-D - 1) = sum (Q' - P),  W = sum P,
+ *   S1 = sum P phi(D),  S2 = sum P (e^-D - 1) = sum (Q' - P),  W = sum P
+ *   (a term where P = 0 being Q' in both: the limit of the Bregman term),
  *   KL = S1/W - (S2/W - log1p(S2/W)),   D = log P - log Q per element,
  * every term of S1 >= 0 and S2/W ~ the shift's error, so nothing cancels
  * when P and Q are close (divergence.h's derivation; dividing by W removes
@@ -167,6 +168,17 @@ __device__ __forceinline__ double u_minus_log1p(double u)
     return fabs(u) <= 0.5 ? kk_u_minus_log1p(u) : u - log1p(u);
 }
 
+/* KL's shift, lse_p - lse_q from rc, as hi + lo in the working precision */
+template <class C> __device__ __forceinline__ void shift(const double *c, C &hi, C &lo)
+{
+    const double v = (c[0] - c[2]) + (c[1] - c[3]);
+    hi = (C)v;
+    lo = (C)(v - (double)hi);
+}
+
+__device__ __forceinline__ float diff_err(float x, float y, float d) { return kk_diff_errf(x, y, d); }
+__device__ __forceinline__ double diff_err(double x, double y, double d) { return kk_diff_err(x, y, d); }
+
 template <class E> struct KlOp {
     typedef typename work<E>::type C;
     typedef dstate<3> S;     /* S1, S2, W */
@@ -181,13 +193,24 @@ template <class E> struct KlOp {
     {
         const double *c = rc + RC * r;
         const C itc = (C)it, mp = (C)c[0], lp1 = (C)c[1], mq = (C)c[2], lq1 = (C)c[3];
-        const C dm = mp - mq, dl = (C)(c[1] - c[3]);
+        C sh, sl;
+        shift(c, sh, sl);
         C s1 = 0, s2 = 0, w = 0;
         each2<TPR>(row_ptr<E>(p, r), row_ptr<E>(q, r), lo, hi, lane, [&](int64_t, C vp, C vq) {
-            const C a = vp * itc, b = vq * itc;
-            const C P = ex((a - mp) - lp1), Q = ex((b - mq) - lq1);
-            const C D = ((a - b) - dm) - dl;               /* log P - log Q */
-            s1 += P == 0 ? (C)0 : wphi(P, Q, D);
+            /* log P, log Q from the exact products (one FMA each), and
+             * D = (xp - xq) it - shift from the exact difference (TwoSum,
+             * config.h): P e^-D is Q times one constant for every element,
+             * which the sums' identity absorbs, so the rounding of the
+             * logits' products and of their difference does not reach KL
+             * (it would, at |logits| / T of hundreds, by eps |x| / KL) */
+            const C P = ex(fma(vp, itc, -mp) - lp1), Q = ex(fma(vq, itc, -mq) - lq1);
+            const C d = vp - vq, e = diff_err(vp, vq, d);
+            const C D = (fma(d, itc, -sh) - sl) + e * itc;           /* log P - log Q */
+            /* where P = 0 the Bregman term P e^-D - P + P D is Q's mass (the
+             * limit), in both sums: without it 1 + S2/W would miss Q's mass
+             * there and KL lose it */
+            /* P > 0 = Q: +inf, also where P's exp underflows */
+            s1 += vq == -INFINITY && vp != -INFINITY ? (C)INFINITY : P == 0 ? Q : wphi(P, Q, D);
             s2 += P == 0 ? Q : wem1(P, Q, D);
             w += P;
         });
@@ -213,11 +236,12 @@ template <class E> struct KlOp {
              * E_P[e^-D] = exp(shift - (lse_p - lse_q)), to the precision of
              * the sums rather than of two separately rounded lse */
             const double *c = rc + RC * r;
-            const C dm = (C)c[0] - (C)c[2], dl = (C)(c[1] - c[3]);
+            C sh, sl;
+            shift(c, sh, sl);
             saved[5 * r] = c[0] + c[1];
             saved[5 * r + 1] = c[2] + c[3];
             saved[5 * r + 2] = out[r];
-            saved[5 * r + 3] = ((double)dm + (double)dl) - log1p(u);
+            saved[5 * r + 3] = ((double)sh + (double)sl) - log1p(u);
         }
     }
 };
@@ -254,13 +278,15 @@ template <class E> struct JsOp {
     {
         const double *c = rc + RC * r;
         const double lb = log(beta), lnb = log1p(-beta);
+        /* the temperature of the lse pass (exact products in double) */
+        const double itc = (double)(C)it;
         const bool sums = saved != nullptr;
         double acc = 0, sp = 0, sq = 0;
         each2<TPR>(row_ptr<E>(p, r), row_ptr<E>(q, r), lo, hi, lane, [&](int64_t, C vp, C vq) {
             /* in double whatever the input: p and q enter the Bregman terms at
              * first order (as the CPU kernels) */
-            const double lp = ((double)vp * it - c[0]) - c[1];
-            const double lq = ((double)vq * it - c[2]) - c[3];
+            const double lp = ((double)vp * itc - c[0]) - c[1];
+            const double lq = ((double)vq * itc - c[2]) - c[3];
             acc += js_elem(lp, lq, beta, lb, lnb);
             if (sums) {
                 const double P = exp(lp), Q = exp(lq), lm = log_mix(P, Q, beta);

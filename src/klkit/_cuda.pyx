@@ -128,6 +128,9 @@ cdef int _rows(a, int n_lead, kk_cu_rows *d, str name, int code=-1) except -1:
     for s in shape[n_lead:]:
         d.n *= s
     cdef int k = 0
+    if d.n_rows * d.n == 0:             # nothing is read: no batch axes
+        d.lead_ndim = 0
+        return 0
     for s, st in zip(shape[:n_lead], strides[:n_lead]):
         if s == 1:
             continue
@@ -135,6 +138,8 @@ cdef int _rows(a, int n_lead, kk_cu_rows *d, str name, int code=-1) except -1:
             d.lead_shape[k - 1] *= s
             d.lead_step[k - 1] = st
             continue
+        if k == KK_CU_MAX_DIMS:         # (readable() said so: never reached)
+            raise ValueError(f"{name}: more than {KK_CU_MAX_DIMS} batch axes; copy it first")
         d.lead_shape[k] = s
         d.lead_step[k] = st
         k += 1

@@ -137,8 +137,10 @@ class _CuPy:
         item = a.dtype.itemsize
         if any(s % item for s in a.strides):
             raise ValueError("GPU arrays: strides must be whole elements")
+        with self.cp.cuda.Device(a.device.id):       # the current stream of a's device
+            stream = self.cp.cuda.get_current_stream().ptr
         return Dev(a, a.data.ptr, tuple(a.shape), tuple(s // item for s in a.strides),
-                   a.dtype.name, a.device.id, self.cp.cuda.get_current_stream().ptr, item)
+                   a.dtype.name, a.device.id, stream, item)
 
 
 #: GPU array frameworks by module name; each array of one is taken as it is

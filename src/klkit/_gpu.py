@@ -317,7 +317,8 @@ def token_logprobs(logits, targets, temperature, ignore_index, return_entropy, r
     c = _Ctx(logits, "logits")
     v, tgt, ignore_index, lead, validate = tokens(c, logits, targets, ignore_index, check)
     dtype = _result(c.fw.dtype(v))
-    lp, ent, lse = token_rows(c, v, tgt, ignore_index, temperature, return_entropy, return_lse)
+    lp, ent, lse, _ = token_rows(c, v, tgt, ignore_index, temperature, return_entropy,
+                                 return_lse)
     validate()
     from .tokens import TokenLogprobs
 
@@ -327,8 +328,10 @@ def token_logprobs(logits, targets, temperature, ignore_index, return_entropy, r
 
 def token_rows(c, v, tgt, ignore_index, temperature, want_ent, want_lse, weight=None,
                want_smooth=False):
-    """(lp, ent, lse) per row, float64 (None where not wanted; with
-    want_smooth, smooth in ent's place), logits v / temperature"""
+    """(lp, ent, lse, the logits read) per row, float64 (None where not
+    wanted; with want_smooth, smooth in ent's place), of v / temperature:
+    v itself, or v in float64 where 1/T leaves float32's range (the
+    backward must read that one too)"""
     if not 1e-38 <= temperature <= 1e36:
         if not 1e-307 <= temperature <= 1e305:
             raise ValueError("temperature: beyond the GPU kernels' range [1e-307, 1e305]; "
@@ -343,7 +346,7 @@ def token_rows(c, v, tgt, ignore_index, temperature, want_ent, want_lse, weight=
                         c.dev(weight), c.dev(lp), None if want_smooth else c.dev(ent),
                         c.dev(lse), c.dev(ent) if want_smooth else None,
                         c.ws(c.cu.workspace(n, v.shape[-1])))
-    return lp, ent, lse
+    return lp, ent, lse, v
 
 
 def softmax_cross_entropy(logits, targets, weight, ignore_index, label_smoothing, reduction,
@@ -390,7 +393,8 @@ def sce_forward(c, logits, targets, weight, ignore_index, label_smoothing, reduc
         w64 = c.fw.astype(w, "float64")
     prec = "float64" if c.fw.dtype(v) == "float64" else "float32"
     wk = None if not eps or w64 is None else c.fw.contiguous(c.fw.astype(w64, prec))
-    lp, smooth, lse = token_rows(c, v, tgt, ignore_index, 1.0, False, want_lse, wk, bool(eps))
+    lp, smooth, lse, _ = token_rows(c, v, tgt, ignore_index, 1.0, False, want_lse, wk,
+                                    bool(eps))
     loss, keep, w_t = _loss(c, lp, smooth, tgt, ignore_index, w64, eps, n_classes, reduction)
     validate()
     return SceForward(v, tgt, keep, w64, wk, w_t, lse, loss, eps, reduction, lead,

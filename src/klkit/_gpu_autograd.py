@@ -26,7 +26,7 @@ def _flat64(g, n, like):
     """an incoming gradient as a float64 vector of n (zeros where None)"""
     if g is None:
         return torch.zeros(n, dtype=torch.float64, device=like.device)
-    return g.detach().reshape(-1).to(torch.float64)
+    return g.detach().reshape(-1).to(torch.float64).contiguous()   # (sum's grad: stride 0)
 
 
 def _resolvable(lse):
@@ -60,12 +60,12 @@ class _TokenLogprobs(torch.autograd.Function):
     def forward(ctx, logits, targets, temperature, ignore_index, want_ent, check):
         c = _ctx(logits, "logits")
         v, tgt, ig, lead, validate = _gpu.tokens(c, logits, targets, ignore_index, check)
-        lp, ent, lse = _gpu.token_rows(c, v, tgt, ig, temperature, want_ent, True)
+        dtype = _gpu._result(c.fw.dtype(v))
+        lp, ent, lse, v = _gpu.token_rows(c, v, tgt, ig, temperature, want_ent, True)
         validate()
         ctx.save_for_backward(logits)
         ctx.c, ctx.v, ctx.tgt, ctx.keep, ctx.lse, ctx.ent = c, v, tgt, tgt != ig, lse, ent
         ctx.t = temperature
-        dtype = _gpu._result(c.fw.dtype(v))
         n = tgt.shape[0]
         outs = [lp, ent if want_ent else torch.zeros(n, dtype=torch.float64, device=lp.device),
                 lse]
