@@ -28,8 +28,9 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --f
 python3 -m venv --system-site-packages /tmp/klkit-venv
 # shellcheck disable=SC1091
 . /tmp/klkit-venv/bin/activate
-# one architecture: the build takes a third of the time
-step build 420 env KLKIT_CUDA=ON KLKIT_CUDA_ARCHS=90-real CMAKE_BUILD_PARALLEL_LEVEL=16 \
+# the card's own architecture only: the build takes a third of the time
+cap=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -n 1 | tr -d '. ')
+step build 420 env KLKIT_CUDA=ON KLKIT_CUDA_ARCHS="${cap:-90}-real" CMAKE_BUILD_PARALLEL_LEVEL=16 \
     python -m pip install --no-build-isolation --no-deps --no-index -v . || exit 1
 (cd /tmp && python -c "import klkit; klkit.show_config()") | tee "$out/config.txt"
 step cuda_tests 240 python -m pytest -q -x -p no:cacheprovider tests/test_gpu.py
@@ -37,5 +38,7 @@ step gpu_check 420 python bench/gpu_check.py "$@" --out "$out"
 par=""
 python -c "import xdist" 2>/dev/null && par="-n 8"
 # shellcheck disable=SC2086
-step all_tests 600 python -m pytest -q -p no:cacheprovider $par tests
+# (a test module whose optional dependency is missing there is reported, not fatal)
+step all_tests 600 python -m pytest -q -p no:cacheprovider --continue-on-collection-errors \
+    $par tests
 exit $status
