@@ -211,3 +211,35 @@ class FakeCuda:
         bad = np.flatnonzero(vv[1:] < vv[:-1])
         if bad.size:
             f[0] = min(f[0], bad[0])
+
+
+def torch_as_gpu(monkeypatch, kernels):
+    """A function that, called, makes torch CPU tensors take the GPU path
+    with `kernels` as klkit._cuda (FakeCuda, or the emulated kernels) for the
+    rest of the test: torch autograd then runs the GPU path's Functions."""
+    import torch
+    from klkit import _device, _kernels
+
+    def enable():
+        real = _device.is_device
+        monkeypatch.setattr(_device, "is_device",
+                            lambda x: isinstance(x, torch.Tensor) or real(x))
+        monkeypatch.setitem(_device.ADAPTERS, "torch", torch_framework())
+        monkeypatch.setattr(_kernels, "_GPU", kernels)
+        _device._FRAMEWORKS.pop("torch", None)
+    return enable
+
+
+def weighted_grads(fn, *xs):
+    """(outputs, gradients) of sum_k (output_k * fixed weights) with respect
+    to copies of the tensors xs"""
+    import torch
+
+    xs = [x.detach().clone().requires_grad_(True) for x in xs]
+    out = fn(*xs)
+    outs = [o for o in (out if isinstance(out, tuple) else (out,)) if o is not None]
+    total = sum(((o.to(torch.float64) * (torch.linspace(0.5, 1.5, o.numel(), dtype=torch.float64)
+                                         .reshape(o.shape) + k)).sum())
+                for k, o in enumerate(outs))
+    total.backward()
+    return [o.detach() for o in outs], [x.grad for x in xs]

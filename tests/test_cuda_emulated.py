@@ -75,7 +75,9 @@ def _logits(shape, dtype, seed=0, scale=4.0):
     return x.astype(np.float32).astype(_np_dtype(dtype))
 
 
-DTYPES = ["float32", "float64", "float16", "bfloat16"]
+DTYPES = ["float32", "float64", "float16",
+          pytest.param("bfloat16", marks=pytest.mark.skipif(fakegpu.ml_dtypes is None,
+                                                            reason="needs ml_dtypes"))]
 # a warp per row and a block per row, in every dtype; rows of three pieces
 # (each block is 256 host threads here: the long rows in two dtypes)
 SHAPES = [(6, 7), (3, 2500), (3, 70001)]
@@ -168,7 +170,7 @@ def test_rows_alone_and_in_a_batch_give_the_same_bits(emu):
         assert np.array_equal(alone, batch[3:4])
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64", "bfloat16"])
+@pytest.mark.parametrize("dtype", ["float32", "float64", DTYPES[3]])
 def test_segments(emu, dtype):
     rng = np.random.default_rng(5)
     lens = np.r_[1, 0, 9000, 3, 0, 4096, 4097, rng.integers(0, 50, 10)]
@@ -220,26 +222,13 @@ def emu_torch(monkeypatch, emu_lib):
     if torch is None:
         pytest.skip("needs torch")
 
-    def enable():
-        real = _device.is_device
-        monkeypatch.setattr(_device, "is_device",
-                            lambda x: isinstance(x, torch.Tensor) or real(x))
-        monkeypatch.setitem(_device.ADAPTERS, "torch", fakegpu.torch_framework())
-        monkeypatch.setattr(_kernels, "_GPU", emu_lib)
-        _device._FRAMEWORKS.pop("torch", None)
-    yield enable
+    yield fakegpu.torch_as_gpu(monkeypatch, emu_lib)
     _device._FRAMEWORKS.pop("torch", None)
 
 
 def _grads(fn, *xs):
-    xs = [x.detach().clone().requires_grad_(True) for x in xs]
-    out = fn(*xs)
-    outs = [o for o in (out if isinstance(out, tuple) else (out,)) if o is not None]
-    total = sum(((o.to(torch.float64) * (torch.linspace(0.5, 1.5, o.numel(), dtype=torch.float64)
-                                         .reshape(o.shape) + k)).sum())
-                for k, o in enumerate(outs))
-    total.backward()
-    return [o.detach() for o in outs] + [x.grad for x in xs]
+    outs, grads = fakegpu.weighted_grads(fn, *xs)
+    return outs + grads
 
 
 def _compare(emu_torch, fn, *xs, tol=2e-6):

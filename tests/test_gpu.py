@@ -524,28 +524,11 @@ def torch_as_gpu(monkeypatch):
     if torch is None or fakegpu._cuda is None:
         pytest.skip("needs torch and a build with the CUDA kernels")
 
-    def enable():
-        real = _device.is_device
-        monkeypatch.setattr(_device, "is_device",
-                            lambda x: isinstance(x, torch.Tensor) or real(x))
-        monkeypatch.setitem(_device.ADAPTERS, "torch", fakegpu.torch_framework())
-        monkeypatch.setattr(_kernels, "_GPU", fakegpu.FakeCuda())
-        _device._FRAMEWORKS.pop("torch", None)
-    yield enable
+    yield fakegpu.torch_as_gpu(monkeypatch, fakegpu.FakeCuda())
     _device._FRAMEWORKS.pop("torch", None)
 
 
-def _grads(fn, *xs):
-    """(value, gradients) of sum(fn(*xs) * fixed weights) w.r.t. xs"""
-    xs = [x.detach().clone().requires_grad_(True) for x in xs]
-    out = fn(*xs)
-    outs = out if isinstance(out, tuple) else (out,)
-    total = 0
-    for k, o in enumerate(o for o in outs if o is not None):
-        w = torch.linspace(0.5, 1.5, o.numel(), dtype=torch.float64).reshape(o.shape) + k
-        total = total + (o.to(torch.float64) * w).sum()
-    total.backward()
-    return [o.detach() for o in outs if o is not None], [x.grad for x in xs]
+_grads = fakegpu.weighted_grads
 
 
 def _compare(torch_as_gpu, fn, *xs, rtol=1e-6):

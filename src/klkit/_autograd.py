@@ -713,25 +713,33 @@ class _AggLoss(torch.autograd.Function):
         (values,) = ctx.saved_tensors
         offsets, mask, mode, num_tokens, num_seqs, norm_length = ctx.args
         lay = _layout(values.detach(), offsets, mask)
-        counts = _counts(lay).astype(np.float64)
-        nonempty = counts > 0
-        # each token's weight in the result: 1 / den, or 1 / (c_i den)
-        if mode == "token-mean":
-            den = counts.sum() if num_tokens is None else num_tokens
-            w = np.ones_like(counts)
-        elif mode in ("seq-mean-token-sum", "seq-mean-token-mean"):
-            den = float(np.count_nonzero(nonempty)) if num_seqs is None else num_seqs
-            w = np.where(nonempty, 1.0, 0.0)
-            if mode == "seq-mean-token-mean":
-                w = np.divide(w, counts, out=np.zeros_like(w), where=nonempty)
-        else:
-            den = norm_length if norm_length is not None else float(
-                lay.T if lay.T is not None else (counts.max() if counts.size else 0))
-            w = np.ones_like(counts)
-        w = np.zeros_like(w) if den == 0 else w / den
+        counts = torch.from_numpy(_counts(lay).astype(np.float64))
+        w = agg_weights(counts, mode, num_tokens, num_seqs, norm_length, lay.T)
         v = values.detach().to(torch.float64)
-        r = _expand(torch.from_numpy(w) * float(g), lay, v)
+        r = _expand(w * float(g), lay, v)
         return r.to(values.dtype), None, None, None, None, None, None
+
+
+def agg_weights(counts, mode, num_tokens, num_seqs, norm_length, T):
+    """agg_loss's weight of each token of sequence i in the result (float64
+    tensor per sequence, on counts' device): 1 / den, or 1 / (c_i den) for
+    seq-mean-token-mean; 0 where the divisor is 0 (as the forward's 0.0).
+    counts: the float64 token counts; T: the padded length, or None."""
+    nonempty = counts > 0
+    if mode == "token-mean":
+        den = counts.sum() if num_tokens is None else num_tokens
+        w = torch.ones_like(counts)
+    elif mode in ("seq-mean-token-sum", "seq-mean-token-mean"):
+        den = nonempty.to(torch.float64).sum() if num_seqs is None else num_seqs
+        w = nonempty.to(torch.float64)
+        if mode == "seq-mean-token-mean":
+            w = torch.where(nonempty, w / counts.clamp(min=1), 0.0)
+    else:
+        den = norm_length if norm_length is not None else float(
+            T if T is not None else (counts.max() if counts.numel() else 0))
+        w = torch.ones_like(counts)
+    den = torch.as_tensor(den, dtype=torch.float64, device=counts.device)
+    return torch.where(den == 0, 0.0, w / torch.where(den == 0, 1.0, den))
 
 
 def agg_loss(values, offsets, mask, mode, num_tokens, num_seqs, norm_length):

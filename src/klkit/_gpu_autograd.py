@@ -15,7 +15,7 @@ import math
 import torch
 
 from . import _args, _gpu
-from ._autograd import LSE_RESOLVED, _estimator_slope, first_order_only
+from ._autograd import LSE_RESOLVED, _estimator_slope, agg_weights, first_order_only
 
 
 def _ctx(x, name):
@@ -441,23 +441,8 @@ class _AggLoss(torch.autograd.Function):
         (values,) = ctx.saved_tensors
         offsets, mask, mode, num_tokens, num_seqs, norm_length = ctx.args
         v = values.detach().to(torch.float64)
-        counts = _counts(v, offsets, mask)
-        nonempty = counts > 0
-        # each token's weight in the result: 1 / den, or 1 / (c_i den)
-        if mode == "token-mean":
-            den = counts.sum() if num_tokens is None else num_tokens
-            w = torch.ones_like(counts)
-        elif mode in ("seq-mean-token-sum", "seq-mean-token-mean"):
-            den = nonempty.to(torch.float64).sum() if num_seqs is None else num_seqs
-            w = nonempty.to(torch.float64)
-            if mode == "seq-mean-token-mean":
-                w = torch.where(nonempty, w / counts.clamp(min=1), 0.0)
-        else:
-            den = norm_length if norm_length is not None else float(
-                v.shape[1] if offsets is None else (counts.max() if counts.numel() else 0))
-            w = torch.ones_like(counts)
-        den = torch.as_tensor(den, dtype=torch.float64, device=v.device)
-        w = torch.where(den == 0, 0.0, w / torch.where(den == 0, 1.0, den))
+        w = agg_weights(_counts(v, offsets, mask), mode, num_tokens, num_seqs, norm_length,
+                        v.shape[1] if offsets is None else None)
         r, _ = _expand(w * g.detach().to(torch.float64), v, offsets, mask)
         return r.to(values.dtype), None, None, None, None, None, None, None
 
