@@ -582,3 +582,14 @@ def test_python_number_as_a_distribution_is_weak(name):
     expected = getattr(ref, name)(p, 0.5)
     assert got.dtype == expected.dtype == np.float32
     np.testing.assert_allclose(got, expected, rtol=2e-6, atol=1e-7)
+
+
+def test_a_second_distribution_given_as_the_axis_points_to_kl_div():
+    """entropy(p, q) in scipy.stats.entropy's order: q lands on the axis"""
+    p, q = np.array([[0.2, 0.8], [0.5, 0.5]]), np.array([[0.9, 0.1], [0.3, 0.7]])
+    for qq in (q, q.tolist(), [0.9, 0.1]):
+        with pytest.raises(TypeError, match=r"^axis: expected an int .* got an array of shape "
+                                            r".*kl_div\(pk, qk, kind='probs'\)"):
+            kk.entropy(p, qq, kind="probs")
+    with pytest.raises(TypeError, match=r"got \(0, 1\)$"):
+        kk.entropy(p, (0, 1))

@@ -247,6 +247,16 @@ def test_check_false_skips_the_validation_bad_rows_are_nan(fake_gpu):
         kk.segment_sum(v, np.array([0, 4, 12]), check=False)       # the CPU always checks
 
 
+def test_masks_of_0_and_1_as_on_the_cpu(fake_gpu):
+    v = _arr((2, 4))
+    m = np.array([[1, 0, 1, 1], [0, 0, 1, 0]], np.int8)
+    _same(kk.segment_sum(device(v), mask=device(m)), kk.segment_sum(v, mask=m))
+    m2 = m.astype(np.float32)
+    m2[1, 2] = 0.5
+    with pytest.raises(ValueError, match=r"expected booleans or 0/1 values .* found 0\.5$"):
+        kk.segment_sum(device(v), mask=device(m2))
+
+
 def test_mixed_host_and_gpu_arrays_are_refused(fake_gpu):
     x = _arr((2, 5))
     with pytest.raises(TypeError, match=r"^q: a host array mixed with GPU arrays"):

@@ -52,7 +52,14 @@ def distribution_axis(axis, ndim):
     """The one axis holding the distributions of a divergence."""
     if ndim == 0:
         raise ValueError("p: expected at least one dimension (the distribution axis)")
-    if axis is None or isinstance(axis, (tuple, list)):
+    ints = isinstance(axis, (tuple, list)) and all(isinstance(a, int) for a in axis)
+    if getattr(axis, "ndim", 0) >= 1 or isinstance(axis, (tuple, list)) and not ints:
+        # entropy(p, q) in scipy.stats.entropy's order: q arrives as the axis
+        raise TypeError("axis: expected an int (the distribution axis), got an array of shape "
+                        f"{tuple(getattr(axis, 'shape', (len(axis),)))}: a second distribution "
+                        "goes to kl_div(p, q) or cross_entropy(p, q) (scipy.stats.entropy(pk, "
+                        "qk) is kl_div(pk, qk, kind='probs'))")
+    if axis is None or ints:
         raise TypeError(f"axis: expected an int (the distribution axis), got {axis!r}")
     return axes(axis, ndim)[0]
 

@@ -463,9 +463,18 @@ def _mask(c, mask, shape):
     if tuple(m.shape) != tuple(shape):
         raise ValueError(f"mask: shape {tuple(m.shape)} does not match the values' shape "
                          f"{tuple(shape)}")
-    if c.fw.dtype(m) != "bool":
-        raise TypeError("mask: GPU masks must be bool arrays")
-    return m
+    dt = c.fw.dtype(m)
+    if dt == "bool":
+        return m
+    if not (dt.startswith("int") or dt.startswith("uint") or dt.startswith("float")
+            or dt == "bfloat16"):
+        raise TypeError(f"mask: expected a bool or 0/1 array, got dtype {dt}")
+    ok = (m == 0) | (m == 1)            # (checked here: one synchronisation)
+    if not bool(ok.all()):
+        bad = m[~ok].reshape(-1)[0].item()
+        raise ValueError("mask: expected booleans or 0/1 values (weights are not masks), "
+                         f"found {bad!r}")
+    return m != 0
 
 
 def _values(c, a, name):
