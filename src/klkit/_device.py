@@ -16,6 +16,7 @@ The kernels themselves are reached through the backend seam
 """
 import math
 
+
 def _module(x):
     return type(x).__module__.split(".")[0]
 
