@@ -743,3 +743,11 @@ def test_objects_of_gpu_modules_without_the_interface_are_refused():
                         (lambda: kk.segment_sum(fake, [0, 1]), "values")):
         with pytest.raises(TypeError, match=rf"^{name}: CuPy arrays"):
             call_()
+
+
+def test_ragged_nested_lists_say_what_to_pass():
+    with pytest.raises(ValueError, match=r"^values: nested sequences of different lengths .* "
+                                         r"offsets.*mask.*pyarrow list array$"):
+        kk.segment_sum([[1.0, 2.0], [3.0]], mask=[[True, True], [True]])
+    with pytest.raises(ValueError, match=r"^x: nested sequences of different lengths"):
+        kk.softmax([[1.0, 2.0], [3.0]])

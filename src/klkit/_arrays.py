@@ -84,7 +84,14 @@ def as_input(x, name):
         return _torch_to_numpy(x, name), _torch_out
     if mod == "cupy":
         raise _kernels.no_backend(name, "CuPy arrays")
-    return np.asarray(x), identity
+    try:
+        return np.asarray(x), identity
+    except ValueError as e:
+        if "inhomogeneous" not in str(e):
+            raise
+        raise ValueError(f"{name}: nested sequences of different lengths (ragged) are not an "
+                         "array; pass sequences as one flat array with offsets, as a padded "
+                         "[B, T] array with a mask, or as a pyarrow list array") from None
 
 
 def float_input(a, name):

@@ -207,7 +207,8 @@ def segment_sum(values, offsets=None, *, mask=None, empty=0.0, check=True):
 def segment_mean(values, offsets=None, *, mask=None, empty=math.nan, check=True):
     """Mean of each sequence: the float64 sum of :func:`segment_sum` divided by
     the number of tokens, then rounded once to the result dtype.  An empty
-    sequence gives ``empty`` (default NaN, as np.mean of nothing).  Layouts,
+    sequence gives ``empty`` (default NaN, as np.mean of nothing; seq_kl's
+    token mean defaults to 0.0, no tokens being no KL penalty).  Layouts,
     dtypes and error bound as :func:`segment_sum`.
 
     ``check=False`` skips the validation of the offsets on the GPU (one
@@ -390,7 +391,10 @@ def seq_kl(logp, ref_logp, offsets=None, *, mask=None, estimator="k1", reduce="s
     (relative, <= 2.5 ulp of float32 for k3) plus the sum's bound; for k1 with
     cancellation between tokens, relative to sum|d| rather than to the
     result.  An empty sequence gives ``empty`` (default 0.0 for both
-    reductions).  Result float32 (float64 for float64 input).
+    reductions: no tokens, no KL penalty, as the RLHF frameworks' masked
+    means give; :func:`segment_mean` defaults to NaN instead, as np.mean of
+    nothing; pass ``empty=math.nan`` here for that).  Result float32
+    (float64 for float64 input).
 
     ``check=False`` skips the validation of the offsets on the GPU (one
     synchronisation per call) for callers who guarantee them: a bad offset
