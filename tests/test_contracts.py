@@ -751,3 +751,22 @@ def test_ragged_nested_lists_say_what_to_pass():
         kk.segment_sum([[1.0, 2.0], [3.0]], mask=[[True, True], [True]])
     with pytest.raises(ValueError, match=r"^x: nested sequences of different lengths"):
         kk.softmax([[1.0, 2.0], [3.0]])
+
+
+def test_any_torch_argument_gives_torch_results():
+    """The frameworks' rule: a torch tensor anywhere among the array
+    arguments (targets, offsets, masks, weights included) gives torch out."""
+    torch = pytest.importorskip("torch")
+    x = np.random.default_rng(0).standard_normal((3, 5)).astype(np.float32)
+    t, v, off = np.array([0, 1, 2]), np.zeros(4, np.float32), np.array([0, 2, 4])
+    T = torch.from_numpy
+    calls = [lambda: kk.kl_div(x, T(x)), lambda: kk.js_div(x, T(x)),
+             lambda: kk.cross_entropy(x, T(x)), lambda: kk.logsumexp(x, b=T(np.ones(5))),
+             lambda: kk.token_logprobs(x, T(t)), lambda: kk.softmax_cross_entropy(x, T(t)),
+             lambda: kk.softmax_cross_entropy(x, t, weight=T(np.ones(5, np.float32))),
+             lambda: kk.kl_estimate(x, T(x)), lambda: kk.seq_kl(v, T(v), off),
+             lambda: kk.segment_sum(v, T(off)), lambda: kk.agg_loss(v, T(off)),
+             lambda: kk.segment_max(x, mask=T(x > 0))]
+    for call in calls:
+        assert isinstance(call(), torch.Tensor)
+    assert isinstance(kk.kl_div(x, x), np.ndarray)

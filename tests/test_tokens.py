@@ -442,3 +442,15 @@ def test_cross_entropy_without_classes_and_smoothing():
         assert m.softmax_cross_entropy(x, t, reduction="none").tolist() == [0.0, 0.0]
         assert np.all(np.isnan(m.softmax_cross_entropy(x, t, label_smoothing=0.1,
                                                        reduction="none")))
+
+
+def test_huge_scaled_logits_round_to_inf_without_a_warning():
+    """logits / T beyond float32 (T = 1e-40): -inf log-probs, float32's
+    rounding of the float64 result, and no NumPy overflow warning"""
+    import warnings
+
+    x = np.array([[0.0, 1.0, 2.0]], np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lp = kk.token_logprobs(x, np.array([0]), temperature=1e-40)
+    assert lp.dtype == np.float32 and lp[0] == -np.inf

@@ -75,6 +75,16 @@ def identity(r):
     return r
 
 
+def wrap_of(*xs):
+    """The wrap of a call's results, by the frameworks' rule: torch tensors
+    out where any argument is a torch tensor (targets, offsets, masks and
+    weights included), NumPy otherwise."""
+    for x in xs:
+        if _module(x) == "torch" and hasattr(x, "numpy"):
+            return _torch_out
+    return identity
+
+
 def as_input(x, name):
     """(numpy array, wrap) where wrap turns a numpy result into the caller's
     type: torch CPU tensors in give torch tensors out (zero-copy views both
@@ -202,5 +212,13 @@ def precision(dtype):
 
 def finish(values, kept_shape, dtype, wrap):
     """Per-row float64 results reshaped, cast, 0-d turned into a scalar."""
-    r = values.reshape(kept_shape).astype(dtype, copy=False)
+    r = cast(values.reshape(kept_shape), dtype)
     return wrap(r[()] if r.ndim == 0 else r)
+
+
+def cast(a, dtype):
+    """a in the result dtype: a float64 value beyond float32's range
+    becomes +-inf, its correct rounding, without NumPy's overflow warning
+    (logits / temperature at T = 1e-40 give log-probs of -1e40)."""
+    with np.errstate(over="ignore"):
+        return a.astype(dtype, copy=False)

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from . import _args, _kernels
-from ._arrays import (as_input, float_input, kernel_precision, kernel_view, precision,
+from ._arrays import (as_input, cast, float_input, kernel_precision, kernel_view, precision,
                       rows)
 
 
@@ -164,7 +164,7 @@ class _TokenLogprobs(torch.autograd.Function):
         ctx.tgt, ctx.keep, ctx.lse, ctx.ent = tgt, tgt != ig, lse, ent
         ctx.t, ctx.prec = temperature, precision(work)
         outs = [lp, ent if want_ent else np.zeros(n), lse]
-        res = [_tensor(o.reshape(lead).astype(dtype)) for o in outs]
+        res = [_tensor(cast(o.reshape(lead), dtype)) for o in outs]
         if not want_ent:
             ctx.mark_non_differentiable(res[1])
         return tuple(res)
@@ -229,7 +229,7 @@ class _SoftmaxCrossEntropy(torch.autograd.Function):
         ctx.tgt, ctx.keep, ctx.lse, ctx.w, ctx.wk = tgt, keep, lse, w64, wk
         ctx.eps, ctx.reduction, ctx.prec, ctx.C = eps, reduction, prec, C
         ctx.w_t = np.where(keep, 1.0 if w64 is None else w64[np.where(keep, tgt, 0)], 0.0)
-        return _tensor(np.asarray(loss).reshape(lead if reduction == "none" else ()).astype(dtype))
+        return _tensor(cast(np.asarray(loss).reshape(lead if reduction == "none" else ()), dtype))
 
     @staticmethod
     @first_order_only
@@ -436,7 +436,7 @@ class _Divergence(torch.autograd.Function):
         ctx.o, ctx.op, ctx.saved, ctx.beta, ctx.t = o, op, saved, beta, temperature
         ctx.log_base = log_base
         res = val / log_base if log_base is not None else val
-        return _tensor(res.reshape(o.kept_shape).astype(o.out_dtype))
+        return _tensor(cast(res.reshape(o.kept_shape), o.out_dtype))
 
     @staticmethod
     @first_order_only

@@ -33,7 +33,7 @@ import numpy as np
 
 from . import _args, _gpu, _kernels
 from ._arrays import (any_device, as_input, float_input, kernel_view, moved, result_dtype, rows,
-                      wants_grad)
+                      wants_grad, wrap_of)
 from ._registry import public
 
 __all__ = ["logsumexp", "softmax", "log_softmax"]
@@ -78,7 +78,8 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
         from . import _autograd
 
         return _autograd.logsumexp(a, axis, b, keepdims, return_sign)
-    a, wrap = as_input(a, "a")
+    wrap = wrap_of(a, b)
+    a, _ = as_input(a, "a")
     if b is not None or return_sign or a.dtype.kind == "c":
         b = None if b is None else as_input(b, "b")[0]     # (a torch bfloat16 b included)
         res = _kernels.twin("logsumexp")(a, axis=axis, b=b, keepdims=keepdims,

@@ -24,8 +24,9 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _args, _gpu, _kernels
-from ._arrays import (any_device, as_input, common_dtype, finish, float_input, kernel_precision,
-                      narrowed, precision, result_dtype, rows, wants_grad)
+from ._arrays import (any_device, as_input, cast, common_dtype, finish, float_input,
+                      kernel_precision, narrowed, precision, result_dtype, rows, wants_grad,
+                      wrap_of)
 from ._registry import public
 
 __all__ = ["entropy", "cross_entropy", "kl_div", "js_div"]
@@ -73,7 +74,7 @@ def _operands(op, arrays, axis, kind, temperature):
             v, n_lead, kept_shape = rows(a, (ax,))
             views.append(v)
     return _Operands(views, n_lead, kept_shape, ax, k, None if work is None else precision(work),
-                     result_dtype(dtype), arrs, inputs[0][1])
+                     result_dtype(dtype), arrs, wrap_of(*arrays))
 
 
 def _reduce(op, arrays, axis, kind, base, temperature, beta=0.5):
@@ -91,7 +92,7 @@ def _reduce(op, arrays, axis, kind, base, temperature, beta=0.5):
         extra = {"beta": beta} if op == "js_div" else {}
         r = _kernels.twin(op)(*[a.astype(np.float64) for a in o.arrays], axis=o.axis,
                               kind=kind, base=base, temperature=temperature, **extra)
-        r = np.asarray(r).astype(o.out_dtype)
+        r = cast(np.asarray(r), o.out_dtype)
         return o.wrap(r[()] if r.ndim == 0 else r)
     out = np.empty(math.prod(o.kept_shape), np.float64)
     if out.size:

@@ -76,7 +76,7 @@ import numpy as np
 from . import _args, _gpu, _kernels
 from ._registry import public
 from ._arrays import (any_device, as_input, common_dtype, float_input, identity, is_arrow,
-                      kernel_view, narrowed, precision, result_dtype, rows, wants_grad)
+                      kernel_view, narrowed, precision, result_dtype, rows, wants_grad, wrap_of)
 
 __all__ = ["segment_sum", "segment_mean", "segment_max", "segment_logsumexp",
            "kl_estimate", "seq_kl", "agg_loss"]
@@ -115,7 +115,8 @@ def _layout(values, offsets, mask, name="values"):
 
         parts, dtype = _arrow.packed(values, name)
         return _Layout("packed", dtype, identity, parts=parts)
-    x, wrap = as_input(values, name)
+    wrap = wrap_of(values, offsets, mask)
+    x, _ = as_input(values, name)
     x = float_input(x, name)
     if offsets is not None:
         if x.ndim != 1:
@@ -320,7 +321,8 @@ def kl_estimate(logp, ref_logp, estimator="k1", *, clamp=None):
         return _autograd.kl_estimate(logp, ref_logp, estimator, clamp)
     est = _args.estimator(estimator)
     c = _args.clamp(clamp)
-    a, wrap = as_input(logp, "logp")
+    wrap = wrap_of(logp, ref_logp)
+    a, _ = as_input(logp, "logp")
     b, _ = as_input(ref_logp, "ref_logp")
     a, b = float_input(a, "logp"), float_input(b, "ref_logp")
     dtype = common_dtype((logp, a.dtype), (ref_logp, b.dtype))
@@ -414,7 +416,7 @@ def seq_kl(logp, ref_logp, offsets=None, *, mask=None, estimator="k1", reduce="s
     empty = _args.empty(empty)
     lp, lq, dtype = _pair_layouts(logp, ref_logp, offsets, mask)
     out, _ = _run(reduce, lp, empty, dtype, est=est, other=lq, clamp=c)
-    return lp.wrap(out.astype(result_dtype(dtype), copy=False))
+    return wrap_of(logp, ref_logp, offsets, mask)(out.astype(result_dtype(dtype), copy=False))
 
 
 def seq_kl_parts(logp, ref_logp, lens, *, estimator="k1", reduce="sum", clamp=None):

@@ -25,7 +25,7 @@ import numpy as np
 from . import _args, _gpu, _kernels
 from ._registry import public
 from ._arrays import (any_device, as_input, finish, float_input, kernel_precision, precision,
-                      result_dtype, rows, wants_grad)
+                      result_dtype, rows, wants_grad, wrap_of)
 
 __all__ = ["token_logprobs", "softmax_cross_entropy", "TokenLogprobs"]
 
@@ -42,7 +42,8 @@ def _prepare(logits, targets, ignore_index):
     """(logits as rows over the class axis (a view), flat int64 targets,
     ignore_index, leading shape, output dtype, wrap) after every check,
     before any kernel."""
-    x, wrap = as_input(logits, "logits")
+    wrap = wrap_of(logits, targets)
+    x, _ = as_input(logits, "logits")
     x = float_input(x, "logits")
     if x.ndim == 0:
         raise ValueError("logits: expected at least one dimension (the class axis, last)")
@@ -205,6 +206,7 @@ def softmax_cross_entropy(logits, targets, *, weight=None, ignore_index=-100,
         return _autograd.softmax_cross_entropy(logits, targets, weight, ignore_index,
                                                label_smoothing, reduction)
     v, tgt, ignore_index, lead, dtype, wrap = _prepare(logits, targets, ignore_index)
+    wrap = wrap_of(logits, targets, weight)
     n_classes = v.shape[-1]
     reduction = _args.reduction(reduction)
     eps = _args.label_smoothing(label_smoothing)
