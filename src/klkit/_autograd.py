@@ -523,35 +523,44 @@ def divergence(op, arrays, axis, kind, log_base, temperature, beta):
 
 
 # --------------------------------------------------------------------------
-# segments: per-token arithmetic in torch (float64)
+# segments: per-token arithmetic in torch (float64), on the values' device
+# (the CPU and the GPU path alike: the forward is the public function on
+# the detached inputs, which computes where they lie)
 # --------------------------------------------------------------------------
 
-def _expand(per_seq, lay, like):
-    """Per-sequence float64 values spread over the tokens of a layout, as a
-    float64 tensor of like's shape: 0 outside every sequence (before
-    offsets[0], after offsets[-1], masked entries)."""
-    if lay.kind == "padded":
-        r = per_seq[:, None].expand(like.shape)
-        if lay.mask is not None:
-            r = torch.where(torch.from_numpy(np.ascontiguousarray(lay.mask)), r, 0.0)
-        return r
-    (_, starts, lens), = lay.parts
-    out = torch.zeros(like.shape, dtype=torch.float64)
-    if lens.size and lens.sum():
-        idx = torch.repeat_interleave(torch.arange(lens.shape[0]), torch.from_numpy(lens))
-        pos = torch.from_numpy(np.repeat(starts - np.cumsum(lens) + lens, lens)) \
-            + torch.arange(idx.shape[0])
-        out[pos] = per_seq[idx]
-    return out
+def _on(a, like):
+    """offsets or a mask as a tensor on like's device"""
+    return a.to(like.device) if isinstance(a, torch.Tensor) else \
+        torch.as_tensor(np.asarray(a), device=like.device)
 
 
-def _in_seq(lay, like):
-    """Whether each token lies in a sequence (bool tensor of like's shape)."""
-    return _expand(torch.ones(_n_seq(lay), dtype=torch.float64), lay, like) != 0
+def _expand(per_seq, like, offsets, mask):
+    """(per-sequence float64 values spread over the tokens of like's layout,
+    0 outside every sequence (before offsets[0], after offsets[-1], masked
+    entries); the bool tensor of the tokens inside a sequence)"""
+    if offsets is None:
+        inside = torch.ones(like.shape, dtype=torch.bool, device=like.device) if mask is None \
+            else _on(mask, like) != 0
+        return torch.where(inside, per_seq[:, None].expand(like.shape), 0.0), inside
+    off = _on(offsets, like).to(torch.int64)
+    n_seq = off.shape[0] - 1
+    pos = torch.arange(like.shape[0], device=like.device)
+    seq = torch.searchsorted(off, pos, right=True) - 1      # empty sequences skipped
+    inside = (seq >= 0) & (seq < n_seq) & (pos < off[-1])
+    if n_seq == 0:
+        return torch.zeros(like.shape, dtype=torch.float64, device=like.device), inside
+    return torch.where(inside, per_seq[seq.clamp(0, n_seq - 1)], 0.0), inside
 
 
-def _n_seq(lay):
-    return lay.x.shape[0] if lay.kind == "padded" else lay.parts[0][2].shape[0]
+def _counts(like, offsets, mask):
+    """the float64 token count of each sequence"""
+    if offsets is not None:
+        off = _on(offsets, like).to(torch.int64)
+        return (off[1:] - off[:-1]).to(torch.float64)
+    if mask is None:
+        return torch.full((like.shape[0],), float(like.shape[1]), dtype=torch.float64,
+                          device=like.device)
+    return (_on(mask, like) != 0).to(torch.float64).sum(dim=1)
 
 
 def _estimator_slope(d, est, clamp):
@@ -572,11 +581,11 @@ def _estimator_slope(d, est, clamp):
 
 class _Segment(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, values, offsets, mask, op, empty):
+    def forward(ctx, values, offsets, mask, op, empty, check):
         from . import segments
 
         out = getattr(segments, "segment_" + op)(values.detach(), offsets, mask=mask,
-                                                 empty=empty)
+                                                 empty=empty, check=check)
         ctx.save_for_backward(values, out)
         ctx.offsets, ctx.mask, ctx.op = offsets, mask, op
         return out
@@ -584,40 +593,41 @@ class _Segment(torch.autograd.Function):
     @staticmethod
     @first_order_only
     def backward(ctx, g):
-        from .segments import _layout
+        from .segments import segment_sum
 
         values, out = ctx.saved_tensors
-        lay = _layout(values.detach(), ctx.offsets, ctx.mask)
+        offsets, mask = ctx.offsets, ctx.mask
         v = values.detach().to(torch.float64)
-        o = out.detach().to(torch.float64)
         g = g.detach().to(torch.float64)
         if ctx.op == "sum":
-            r = _expand(g, lay, v)
+            r, _ = _expand(g, v, offsets, mask)
         elif ctx.op == "mean":
-            lens = torch.from_numpy(_counts(lay)).to(torch.float64)
-            r = _expand(torch.where(lens > 0, g / lens, 0.0), lay, v)
+            lens = _counts(v, offsets, mask)
+            r, _ = _expand(torch.where(lens > 0, g / lens.clamp(min=1), 0.0), v, offsets, mask)
         elif ctx.op == "logsumexp":
-            inside = _in_seq(lay, v)
-            r = torch.where(inside, _expand(g, lay, v) * torch.exp(v - _expand(o, lay, v)), 0.0)
+            ge, inside = _expand(g, v, offsets, mask)
+            oe, _ = _expand(out.detach().to(torch.float64), v, offsets, mask)
+            r = torch.where(inside, ge * torch.exp(v - oe), 0.0)
         else:                         # max: shared evenly among the tied maxima, as torch
-            hit = _in_seq(lay, v) & (v == _expand(o, lay, v))
-            from .segments import segment_sum
-            ties = torch.as_tensor(np.asarray(segment_sum(hit.to(torch.float64).numpy(),
-                                                          ctx.offsets, mask=ctx.mask)))
-            r = torch.where(hit, _expand(torch.where(ties > 0, g / ties, 0.0), lay, v), 0.0)
-        return r.to(values.dtype), None, None, None, None
+            oe, inside = _expand(out.detach().to(torch.float64), v, offsets, mask)
+            hit = inside & (v == oe)
+            ties = segment_sum(hit.to(torch.float64), offsets, mask=mask)
+            ge, _ = _expand(torch.where(ties > 0, g / ties.clamp(min=1), 0.0), v, offsets, mask)
+            r = torch.where(hit, ge, 0.0)
+        return r.to(values.dtype), None, None, None, None, None
 
 
-def _counts(lay):
-    if lay.kind == "padded":
-        if lay.mask is None:
-            return np.full(lay.x.shape[0], lay.x.shape[1], np.int64)
-        return lay.mask.sum(axis=1).astype(np.int64)
-    return lay.lens
+def segment(op, values, offsets, mask, empty, check=True):
+    return _Segment.apply(values, offsets, mask, op, _args.empty(empty), check)
 
 
-def segment(op, values, offsets, mask, empty):
-    return _Segment.apply(values, offsets, mask, op, _args.empty(empty))
+def _grad_to(s, t):
+    """float64 gradient s of a broadcast result as the gradient of input t:
+    summed back to t's shape (on the CPU by NumPy, whose order is fixed,
+    so the bits do not depend on torch's thread count), in t's dtype"""
+    if s.device.type == "cpu":
+        return _torch(_sum_to(s.numpy(), t.shape), t)
+    return (s if tuple(s.shape) == tuple(t.shape) else s.sum_to_size(t.shape)).to(t.dtype)
 
 
 class _KlEstimate(torch.autograd.Function):
@@ -637,15 +647,12 @@ class _KlEstimate(torch.autograd.Function):
     @staticmethod
     @first_order_only
     def backward(ctx, g):
-        a, b = [t.detach().to(torch.float64) if t is not None else torch.from_numpy(n)
-                for t, n in zip(ctx.saved_tensors, ctx.np)]
-        s = (_estimator_slope(a - b, ctx.est, ctx.clamp) * g.detach().to(torch.float64)).numpy()
-        ga = gb = None
+        a, b = [t.detach().to(torch.float64) if t is not None
+                else torch.from_numpy(n).to(g.device) for t, n in zip(ctx.saved_tensors, ctx.np)]
+        s = _estimator_slope(a - b, ctx.est, ctx.clamp) * g.detach().to(torch.float64)
         ta, tb = ctx.saved_tensors
-        if ctx.needs_input_grad[0]:
-            ga = _torch(_sum_to(s, ta.shape), ta)
-        if ctx.needs_input_grad[1]:
-            gb = _torch(_sum_to(-s, tb.shape), tb)
+        ga = _grad_to(s, ta) if ctx.needs_input_grad[0] else None
+        gb = _grad_to(-s, tb) if ctx.needs_input_grad[1] else None
         return ga, gb, None, None
 
 
@@ -657,11 +664,12 @@ def kl_estimate(logp, ref_logp, estimator, clamp):
 
 class _SeqKl(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, logp, ref, offsets, mask, est, reduce, clamp, empty):
+    def forward(ctx, logp, ref, offsets, mask, est, reduce, clamp, empty, check):
         from .segments import seq_kl
 
         out = seq_kl(logp.detach(), ref.detach(), offsets, mask=mask, estimator=est,
-                     reduce=reduce, clamp=None if math.isinf(clamp) else clamp, empty=empty)
+                     reduce=reduce, clamp=None if math.isinf(clamp) else clamp, empty=empty,
+                     check=check)
         ctx.save_for_backward(logp, ref)
         ctx.args = (offsets, mask, est, reduce, clamp)
         return out
@@ -669,38 +677,35 @@ class _SeqKl(torch.autograd.Function):
     @staticmethod
     @first_order_only
     def backward(ctx, g):
-        from .segments import _layout
-
         logp, ref = ctx.saved_tensors
         offsets, mask, est, reduce, clamp = ctx.args
-        lay = _layout(logp.detach(), offsets, mask, "logp")
+        a, b = logp.detach().to(torch.float64), ref.detach().to(torch.float64)
         g = g.detach().to(torch.float64)
         if reduce == "mean":
-            lens = torch.from_numpy(_counts(lay)).to(torch.float64)
-            g = torch.where(lens > 0, g / lens, 0.0)
-        a, b = logp.detach().to(torch.float64), ref.detach().to(torch.float64)
-        inside = _in_seq(lay, a)
-        s = torch.where(inside, _expand(g, lay, a) * _estimator_slope(a - b, est, clamp), 0.0)
+            lens = _counts(a, offsets, mask)
+            g = torch.where(lens > 0, g / lens.clamp(min=1), 0.0)
+        ge, inside = _expand(g, a, offsets, mask)
+        s = torch.where(inside, ge * _estimator_slope(a - b, est, clamp), 0.0)
         return (s.to(logp.dtype) if ctx.needs_input_grad[0] else None,
                 (-s).to(ref.dtype) if ctx.needs_input_grad[1] else None,
-                None, None, None, None, None, None)
+                None, None, None, None, None, None, None)
 
 
-def seq_kl(logp, ref_logp, offsets, mask, estimator, reduce, clamp, empty):
+def seq_kl(logp, ref_logp, offsets, mask, estimator, reduce, clamp, empty, check=True):
     if not (isinstance(logp, torch.Tensor) and isinstance(ref_logp, torch.Tensor)):
         raise TypeError("logp, ref_logp: where one requires grad, pass both as torch tensors "
                         "(the same layout)")
     return _SeqKl.apply(logp, ref_logp, offsets, mask, _args.estimator(estimator),
-                        _args.reduce(reduce), _args.clamp(clamp), _args.empty(empty))
+                        _args.reduce(reduce), _args.clamp(clamp), _args.empty(empty), check)
 
 
 class _AggLoss(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, values, offsets, mask, mode, num_tokens, num_seqs, norm_length):
+    def forward(ctx, values, offsets, mask, mode, num_tokens, num_seqs, norm_length, check):
         from .segments import agg_loss
 
         out = agg_loss(values.detach(), offsets, mask=mask, mode=mode, num_tokens=num_tokens,
-                       num_seqs=num_seqs, norm_length=norm_length)
+                       num_seqs=num_seqs, norm_length=norm_length, check=check)
         ctx.save_for_backward(values)
         ctx.args = (offsets, mask, mode, num_tokens, num_seqs, norm_length)
         return out
@@ -708,16 +713,13 @@ class _AggLoss(torch.autograd.Function):
     @staticmethod
     @first_order_only
     def backward(ctx, g):
-        from .segments import _layout
-
         (values,) = ctx.saved_tensors
         offsets, mask, mode, num_tokens, num_seqs, norm_length = ctx.args
-        lay = _layout(values.detach(), offsets, mask)
-        counts = torch.from_numpy(_counts(lay).astype(np.float64))
-        w = agg_weights(counts, mode, num_tokens, num_seqs, norm_length, lay.T)
         v = values.detach().to(torch.float64)
-        r = _expand(w * float(g), lay, v)
-        return r.to(values.dtype), None, None, None, None, None, None
+        w = agg_weights(_counts(v, offsets, mask), mode, num_tokens, num_seqs, norm_length,
+                        v.shape[1] if offsets is None else None)
+        r, _ = _expand(w * g.detach().to(torch.float64), v, offsets, mask)
+        return r.to(values.dtype), None, None, None, None, None, None, None
 
 
 def agg_weights(counts, mode, num_tokens, num_seqs, norm_length, T):
@@ -742,8 +744,8 @@ def agg_weights(counts, mode, num_tokens, num_seqs, norm_length, T):
     return torch.where(den == 0, 0.0, w / torch.where(den == 0, 1.0, den))
 
 
-def agg_loss(values, offsets, mask, mode, num_tokens, num_seqs, norm_length):
+def agg_loss(values, offsets, mask, mode, num_tokens, num_seqs, norm_length, check=True):
     return _AggLoss.apply(values, offsets, mask, _args.mode(mode),
                           _args.count(num_tokens, "num_tokens"),
                           _args.count(num_seqs, "num_seqs"),
-                          _args.count(norm_length, "norm_length"))
+                          _args.count(norm_length, "norm_length"), check)

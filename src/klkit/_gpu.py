@@ -11,7 +11,8 @@ answer is read once at the end (the call's one synchronisation): the same
 ValueError as on the CPU, and never an out-of-bounds read before it.
 
 torch tensors that require grad go through _gpu_autograd.py's Functions
-(forward here, backward kernels of kernels/cuda/grad.cu).
+(forward here, backward kernels of kernels/cuda/grad.cu; the segment
+functions through _autograd.py's, which work on any device).
 
 What the GPU path does not compute raises a TypeError or ValueError saying
 what to pass instead: logsumexp's weights ``b`` and ``return_sign``,
@@ -485,9 +486,9 @@ def _values(c, a, name):
 def segment(op, values, offsets, mask, empty, check=True):
     same_device((values, offsets, mask), ("values", "offsets", "mask"))
     if _wants_grad(values):
-        from . import _gpu_autograd
+        from . import _autograd
 
-        return _gpu_autograd.segment(op, values, offsets, mask, empty, check)
+        return _autograd.segment(op, values, offsets, mask, empty, check)
     _args.layout(False, offsets, mask)
     empty = _args.empty(empty)
     c = _Ctx(values, "values")
@@ -534,9 +535,9 @@ def _run(c, op, x, y, offsets, mask, est, clamp, empty, want_counts, check=True)
 def seq_kl(logp, ref_logp, offsets, mask, estimator, reduce, clamp, empty, check=True):
     same_device((logp, ref_logp, offsets, mask), ("logp", "ref_logp", "offsets", "mask"))
     if _wants_grad(logp, ref_logp):
-        from . import _gpu_autograd
+        from . import _autograd
 
-        return _gpu_autograd.seq_kl(logp, ref_logp, offsets, mask, estimator, reduce, clamp,
+        return _autograd.seq_kl(logp, ref_logp, offsets, mask, estimator, reduce, clamp,
                                     empty, check)
     _args.layout(False, offsets, mask)
     est = _args.estimator(estimator)
@@ -558,9 +559,9 @@ def seq_kl(logp, ref_logp, offsets, mask, estimator, reduce, clamp, empty, check
 def kl_estimate(logp, ref_logp, estimator, clamp):
     same_device((logp, ref_logp), ("logp", "ref_logp"))
     if _wants_grad(logp, ref_logp):
-        from . import _gpu_autograd
+        from . import _autograd
 
-        return _gpu_autograd.kl_estimate(logp, ref_logp, estimator, clamp)
+        return _autograd.kl_estimate(logp, ref_logp, estimator, clamp)
     est = _args.estimator(estimator)
     cl = _args.clamp(clamp)
     c = _Ctx(logp, "logp")
@@ -585,9 +586,9 @@ def kl_estimate(logp, ref_logp, estimator, clamp):
 def agg_loss(values, offsets, mask, mode, num_tokens, num_seqs, norm_length, check=True):
     same_device((values, offsets, mask), ("values", "offsets", "mask"))
     if _wants_grad(values):
-        from . import _gpu_autograd
+        from . import _autograd
 
-        return _gpu_autograd.agg_loss(values, offsets, mask, mode, num_tokens, num_seqs,
+        return _autograd.agg_loss(values, offsets, mask, mode, num_tokens, num_seqs,
                                       norm_length, check)
     _args.layout(False, offsets, mask)
     mode = _args.mode(mode)

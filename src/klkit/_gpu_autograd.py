@@ -6,8 +6,8 @@ the backward of the row functions is one CUDA kernel that reads the
 inputs once and writes the gradient once (kernels/cuda/grad.cu, the CPU
 backward kernels' formulas), with per-row coefficients folded from the
 incoming gradients in float64 torch arithmetic on the device.  The
-segment functions differentiate per token in float64 torch arithmetic,
-as on the CPU.  Every Function is first-order (_autograd.first_order_only)
+segment functions' Functions are _autograd.py's, which work on any
+device.  Every Function is first-order (_autograd.first_order_only)
 and its arguments' contracts are the CPU path's (_autograd.py).
 """
 import math
@@ -15,7 +15,7 @@ import math
 import torch
 
 from . import _args, _gpu
-from ._autograd import LSE_RESOLVED, _estimator_slope, agg_weights, first_order_only
+from ._autograd import LSE_RESOLVED, first_order_only
 
 
 def _ctx(x, name):
@@ -292,163 +292,3 @@ def divergence(op, arrays, axis, kind, log_base, temperature, beta):
 def _no_complex(x, name):
     if getattr(x, "is_complex", lambda: False)():
         raise TypeError(f"{name}: complex input is not supported on the GPU")
-
-
-# --------------------------------------------------------------------------
-# segments: per-token arithmetic in torch (float64), on the device
-# --------------------------------------------------------------------------
-
-def _expand(per_seq, like, offsets, mask):
-    """per-sequence float64 values spread over the tokens of like's layout
-    (0 outside every sequence and at masked entries), and the bool tensor of
-    the tokens inside a sequence"""
-    if offsets is None:
-        inside = torch.ones(like.shape, dtype=torch.bool, device=like.device) if mask is None \
-            else mask.to(torch.bool)
-        return torch.where(inside, per_seq[:, None].expand(like.shape), 0.0), inside
-    off = offsets.to(torch.int64)
-    n_seq = off.shape[0] - 1
-    pos = torch.arange(like.shape[0], device=like.device)
-    seq = torch.searchsorted(off, pos, right=True) - 1      # empty sequences skipped
-    inside = (seq >= 0) & (seq < n_seq) & (pos < off[-1])
-    if n_seq == 0:
-        return torch.zeros(like.shape, dtype=torch.float64, device=like.device), inside
-    return torch.where(inside, per_seq[seq.clamp(0, n_seq - 1)], 0.0), inside
-
-
-def _counts(like, offsets, mask):
-    if offsets is not None:
-        off = offsets.to(torch.int64)
-        return (off[1:] - off[:-1]).to(torch.float64)
-    if mask is None:
-        return torch.full((like.shape[0],), float(like.shape[1]), dtype=torch.float64,
-                          device=like.device)
-    return mask.to(torch.float64).sum(dim=1)
-
-
-class _Segment(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, values, offsets, mask, op, empty, check):
-        out = _gpu.segment(op, values.detach(), offsets, mask, empty, check)
-        ctx.save_for_backward(values, out)
-        ctx.offsets, ctx.mask, ctx.op = offsets, mask, op
-        return out
-
-    @staticmethod
-    @first_order_only
-    def backward(ctx, g):
-        values, out = ctx.saved_tensors
-        offsets, mask = ctx.offsets, ctx.mask
-        v = values.detach().to(torch.float64)
-        g = g.detach().to(torch.float64)
-        if ctx.op == "sum":
-            r, _ = _expand(g, v, offsets, mask)
-        elif ctx.op == "mean":
-            lens = _counts(v, offsets, mask)
-            r, _ = _expand(torch.where(lens > 0, g / lens.clamp(min=1), 0.0), v, offsets, mask)
-        elif ctx.op == "logsumexp":
-            ge, inside = _expand(g, v, offsets, mask)
-            oe, _ = _expand(out.detach().to(torch.float64), v, offsets, mask)
-            r = torch.where(inside, ge * torch.exp(v - oe), 0.0)
-        else:                         # max: shared evenly among the tied maxima, as torch
-            oe, inside = _expand(out.detach().to(torch.float64), v, offsets, mask)
-            hit = inside & (v == oe)
-            ties = _gpu.segment("sum", hit.to(torch.float64), offsets, mask, 0.0)
-            ge, _ = _expand(torch.where(ties > 0, g / ties.clamp(min=1), 0.0), v, offsets, mask)
-            r = torch.where(hit, ge, 0.0)
-        return r.to(values.dtype), None, None, None, None, None
-
-
-def segment(op, values, offsets, mask, empty, check):
-    return _Segment.apply(values, offsets, mask, op, _args.empty(empty), check)
-
-
-class _KlEstimate(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, logp, ref, est, clamp):
-        out = _gpu.kl_estimate(logp.detach(), ref.detach(), est,
-                               None if math.isinf(clamp) else clamp)
-        ctx.save_for_backward(logp, ref)
-        ctx.est, ctx.clamp = est, clamp
-        return out
-
-    @staticmethod
-    @first_order_only
-    def backward(ctx, g):
-        a, b = ctx.saved_tensors
-        d = a.detach().to(torch.float64) - b.detach().to(torch.float64)
-        s = _estimator_slope(d, ctx.est, ctx.clamp) * g.detach().to(torch.float64)
-        ga = _as_input(s, a) if ctx.needs_input_grad[0] else None
-        gb = _as_input(-s, b) if ctx.needs_input_grad[1] else None
-        return ga, gb, None, None
-
-
-def kl_estimate(logp, ref_logp, estimator, clamp):
-    _both_tensors(logp, ref_logp)
-    return _KlEstimate.apply(logp, ref_logp, _args.estimator(estimator), _args.clamp(clamp))
-
-
-class _SeqKl(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, logp, ref, offsets, mask, est, reduce, clamp, empty, check):
-        out = _gpu.seq_kl(logp.detach(), ref.detach(), offsets, mask, est, reduce,
-                          None if math.isinf(clamp) else clamp, empty, check)
-        ctx.save_for_backward(logp, ref)
-        ctx.args = (offsets, mask, est, reduce, clamp)
-        return out
-
-    @staticmethod
-    @first_order_only
-    def backward(ctx, g):
-        logp, ref = ctx.saved_tensors
-        offsets, mask, est, reduce, clamp = ctx.args
-        a, b = logp.detach().to(torch.float64), ref.detach().to(torch.float64)
-        g = g.detach().to(torch.float64)
-        if reduce == "mean":
-            lens = _counts(a, offsets, mask)
-            g = torch.where(lens > 0, g / lens.clamp(min=1), 0.0)
-        ge, inside = _expand(g, a, offsets, mask)
-        s = torch.where(inside, ge * _estimator_slope(a - b, est, clamp), 0.0)
-        return (s.to(logp.dtype) if ctx.needs_input_grad[0] else None,
-                (-s).to(ref.dtype) if ctx.needs_input_grad[1] else None,
-                None, None, None, None, None, None, None)
-
-
-def seq_kl(logp, ref_logp, offsets, mask, estimator, reduce, clamp, empty, check):
-    _both_tensors(logp, ref_logp)
-    return _SeqKl.apply(logp, ref_logp, offsets, mask, _args.estimator(estimator),
-                        _args.reduce(reduce), _args.clamp(clamp), _args.empty(empty), check)
-
-
-def _both_tensors(a, b):
-    if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
-        raise TypeError("logp, ref_logp: where one requires grad, pass both as torch tensors "
-                        "(the same layout)")
-
-
-class _AggLoss(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, values, offsets, mask, mode, num_tokens, num_seqs, norm_length, check):
-        out = _gpu.agg_loss(values.detach(), offsets, mask, mode, num_tokens, num_seqs,
-                            norm_length, check)
-        ctx.save_for_backward(values)
-        ctx.args = (offsets, mask, mode, num_tokens, num_seqs, norm_length)
-        return out
-
-    @staticmethod
-    @first_order_only
-    def backward(ctx, g):
-        (values,) = ctx.saved_tensors
-        offsets, mask, mode, num_tokens, num_seqs, norm_length = ctx.args
-        v = values.detach().to(torch.float64)
-        w = agg_weights(_counts(v, offsets, mask), mode, num_tokens, num_seqs, norm_length,
-                        v.shape[1] if offsets is None else None)
-        r, _ = _expand(w * g.detach().to(torch.float64), v, offsets, mask)
-        return r.to(values.dtype), None, None, None, None, None, None, None
-
-
-def agg_loss(values, offsets, mask, mode, num_tokens, num_seqs, norm_length, check):
-    return _AggLoss.apply(values, offsets, mask, _args.mode(mode),
-                          _args.count(num_tokens, "num_tokens"),
-                          _args.count(num_seqs, "num_seqs"),
-                          _args.count(norm_length, "norm_length"), check)

@@ -172,7 +172,7 @@ def _reduce(op, values, offsets, mask, empty, check):
     if wants_grad(values):
         from . import _autograd
 
-        return _autograd.segment(op, values, offsets, mask, empty)
+        return _autograd.segment(op, values, offsets, mask, empty, check)
     empty = _args.empty(empty)
     lay = _layout(values, offsets, mask)
     out, _ = _run(op, lay, empty, lay.dtype)
@@ -409,7 +409,8 @@ def seq_kl(logp, ref_logp, offsets=None, *, mask=None, estimator="k1", reduce="s
     if wants_grad(logp, ref_logp):
         from . import _autograd
 
-        return _autograd.seq_kl(logp, ref_logp, offsets, mask, estimator, reduce, clamp, empty)
+        return _autograd.seq_kl(logp, ref_logp, offsets, mask, estimator, reduce, clamp, empty,
+                                check)
     est = _args.estimator(estimator)
     c = _args.clamp(clamp)
     reduce = _args.reduce(reduce)
@@ -482,7 +483,7 @@ def agg_loss(values, offsets=None, *, mask=None, mode="token-mean", num_tokens=N
         from . import _autograd
 
         return _autograd.agg_loss(values, offsets, mask, mode, num_tokens, num_seqs,
-                                  norm_length)
+                                  norm_length, check)
     mode = _args.mode(mode)
     num_tokens = _args.count(num_tokens, "num_tokens")
     num_seqs = _args.count(num_seqs, "num_seqs")
