@@ -22,4 +22,13 @@ enum { CHUNK = 2048, BLOCK = 256 };
 #define KK_CHUNK_INLINE inline
 #endif
 
+/* (s, e) += x with s + e exact to the rounding of e: TwoSum (Knuth, TAOCP
+ * 4.2.2), six additions that the build's -ffp-contract=off keeps exact */
+static inline void kk_two_sum_into(double *s, double *e, double x)
+{
+    double n = *s + x, b = n - *s;
+    *e += (*s - (n - b)) + (x - b);
+    *s = n;
+}
+
 #endif
