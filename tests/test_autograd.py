@@ -116,9 +116,9 @@ def grads(out, inputs, upstream=None):
     return torch.autograd.grad(loss, inputs, allow_unused=True)
 
 
-# packed layout: 12 tokens, offsets[0] = 2 > 0, an empty sequence, token 11 unread
+# packed layout: 11 tokens, offsets[0] = 2 > 0 (tokens 0 and 1 unread), an empty sequence
 PACKED_OFFSETS = np.array([2, 5, 5, 9, 11], np.int64)
-PACKED_N = 12
+PACKED_N = 11
 # padded layout: [4, 5] with an all-masked row (1) and a full row (3)
 PADDED_MASK = torch.tensor([[1, 1, 0, 1, 0],
                             [0, 0, 0, 0, 0],
@@ -631,7 +631,7 @@ def test_empty_segments_and_all_masked():
         assert torch.all(g == 0), mode
     # packed: every sequence empty
     w = randn(6, seed=111, dtype=torch.float32)
-    off = np.array([3, 3, 3])
+    off = np.array([6, 6, 6])                   # (no token is in a sequence)
     for mode in MODES:
         loss = kk.agg_loss(w, off, mode=mode)
         (g,) = grads(loss, (w,))
@@ -647,8 +647,8 @@ def test_empty_segments_and_all_masked():
             (g,) = grads(out, (v,), [up])
             assert not torch.isnan(g).any(), (op, kw)
             assert torch.all(g[~kw["mask"]] == 0), (op, kw)
-        out = f(w, np.array([1, 1, 4, 4]))
-        (g,) = grads(out, (w,), [torch.tensor([0.0, 1.0, 0.0])])
+        out = f(w, np.array([1, 1, 4, 4, 6]))
+        (g,) = grads(out, (w,), [torch.tensor([0.0, 1.0, 0.0, 0.0])])
         assert not torch.isnan(g).any() and torch.all(g[[0, 4, 5]] == 0), op
     for est in ESTIMATORS:
         a, b = logp_pair(tuple(PADDED_MASK.shape), seed=112, dtype=torch.float32)

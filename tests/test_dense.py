@@ -538,3 +538,23 @@ def test_large_odd_shape_float32():
     got = kk.logsumexp(x)
     assert isinstance(got, np.float32)
     assert abs(float(got) - exact) <= 2e-6 * abs(exact)
+
+
+def test_torch_input_promotes_by_torchs_rules():
+    """Torch tensors promote as torch (and scipy for torch input) does: a
+    float32 ``a`` with an integer ``b`` stays float32, an integer tensor
+    becomes torch's default float dtype; NumPy keeps NumPy's rules."""
+    torch = pytest.importorskip("torch")
+    a32 = torch.tensor([2.0, 1.0])
+    got = kk.logsumexp(a32, b=torch.tensor([1, -1]))
+    assert got.dtype == torch.float32
+    assert float(got) == pytest.approx(math.log(math.exp(2) - math.exp(1)), rel=1e-6)
+    v, s = kk.logsumexp(a32, b=torch.tensor([-1, 0]), return_sign=True)
+    assert v.dtype == s.dtype == torch.float32 and float(s) == -1.0
+    assert kk.logsumexp(a32.double(), b=torch.tensor([1, 1])).dtype == torch.float64
+    assert kk.logsumexp(a32, b=torch.tensor([1.0, 1.0], dtype=torch.float64)).dtype == torch.float64
+    for fn in (kk.logsumexp, kk.softmax, kk.log_softmax):
+        assert fn(torch.tensor([2, 1])).dtype == torch.get_default_dtype()
+        assert fn(torch.tensor([True, False])).dtype == torch.get_default_dtype()
+    assert kk.logsumexp(np.array([2.0, 1.0], np.float32), b=np.array([1, -1])).dtype == np.float64
+    assert kk.softmax(np.array([2, 1])).dtype == np.float64

@@ -159,7 +159,9 @@ def test_segments(fake_gpu, op):
     off = np.array([0, 0, 7, 7, 30, 50])
     fn = getattr(kk, op)
     _same(fn(device(v), device(off)), fn(v, off))
-    _same(fn(device(v), device(off[:-1] + 3)), fn(v, off[:-1] + 3))   # offsets[0] > 0
+    _same(fn(device(v[:33]), device(off[:-1] + 3)), fn(v[:33], off[:-1] + 3))  # offsets[0] > 0
+    with pytest.raises(ValueError, match=r"offsets\[-1\] = 33 leaves the last 17 of the 50"):
+        fn(device(v), device(off[:-1] + 3))                 # a tail outside every sequence
     vp = _arr((4, 9), "float64")
     m = _rng(4).random((4, 9)) > 0.4
     m[2] = False
@@ -242,7 +244,7 @@ def test_check_false_skips_the_validation_bad_rows_are_nan(fake_gpu):
     assert np.isnan(lp[1]) and np.array_equal(lp[[0, 2]], kk.token_logprobs(x, t[[0, 0, 2]])[[0, 2]])
     v = _arr(10)
     s = host(kk.segment_sum(device(v), device(np.array([0, 4, 12])), check=False))
-    assert s[0] == kk.segment_sum(v, np.array([0, 4]))[0] and np.isnan(s[1])
+    assert s[0] == kk.segment_sum(v[:4], np.array([0, 4]))[0] and np.isnan(s[1])
     with pytest.raises(ValueError, match="offsets"):
         kk.segment_sum(v, np.array([0, 4, 12]), check=False)       # the CPU always checks
 

@@ -279,7 +279,43 @@ def offsets(offsets, n_values):
                          f"< offsets[{i}] = {off[i]}")
     if off[-1] > n_values:
         raise ValueError(f"offsets: offsets[-1] = {off[-1]} lies beyond the {n_values} values")
+    if off[-1] < n_values:
+        raise ValueError(short_offsets(int(off[-1]), n_values))
     return np.array(off[:-1]), lens                             # a copy, aligned
+
+
+def short_offsets(last, n_values):
+    """The message for offsets that end before the values do: a tail that
+    no sequence covers is taken for a mistake (lengths passed as offsets,
+    a stale offsets array), not silently dropped."""
+    return (f"offsets: offsets[-1] = {last} leaves the last {n_values - last} of the "
+            f"{n_values} values outside every sequence; offsets must end at the number of "
+            f"values (to reduce only the first {last}, pass values[:{last}]; per-sequence "
+            "token counts go in lengths=)")
+
+
+def lengths(lengths, n_values):
+    """lengths= as int64: 1-D non-negative integers that sum to n_values
+    (the sequences are back to back from the first value)."""
+    ln = np.asarray(lengths)
+    if ln.dtype.kind not in "iu":
+        raise TypeError(f"lengths: expected an integer array of per-sequence token counts, "
+                        f"got dtype {ln.dtype}")
+    if ln.ndim != 1:
+        raise ValueError(f"lengths: expected a 1-D array of per-sequence token counts, got "
+                         f"shape {ln.shape}")
+    if ln.dtype.kind == "u" and ln.dtype.itemsize == 8 and ln.size and \
+            ln.max() > np.iinfo(np.int64).max:
+        raise ValueError("lengths: values beyond the int64 range")
+    ln = ln.astype(np.int64, copy=False)
+    neg = np.flatnonzero(ln < 0)
+    if neg.size:
+        raise ValueError(f"lengths: lengths[{int(neg[0])}] = {ln[neg[0]]} is negative")
+    total = int(np.sum(ln, dtype=np.int64))
+    if total != n_values:
+        raise ValueError(f"lengths: the lengths sum to {total} but there are {n_values} values; "
+                         "they must cover the values exactly")
+    return ln
 
 
 def mask(mask, shape):
@@ -300,8 +336,15 @@ def mask(mask, shape):
     return m != 0
 
 
-def layout(arrow, offsets, mask):
-    """offsets (packed) and mask (padded) exclude each other; Arrow takes neither."""
+def layout(arrow, offsets, mask, lengths=None):
+    """offsets or lengths (packed) and mask (padded) exclude each other;
+    Arrow takes none of them."""
+    if lengths is not None and (offsets is not None or mask is not None):
+        other = "offsets" if offsets is not None else "mask"
+        raise ValueError(f"lengths: give lengths or {other}, not both (lengths describe packed "
+                         "values as offsets do)")
+    if arrow and lengths is not None:
+        raise ValueError("lengths: an Arrow list array carries its own offsets")
     if offsets is not None and mask is not None:
         raise ValueError("mask: give offsets (packed values) or mask (padded values), not both")
     if arrow:

@@ -40,6 +40,27 @@ def is_arrow(x):
     return _module(x) == "pyarrow"
 
 
+def from_pandas(x, name):
+    """A pandas Series or array of an Arrow list type as its pyarrow array
+    (zero-copy for one chunk), so that the per-sequence functions read it
+    as they read Arrow; a pandas column of Python lists (dtype object) is a
+    TypeError saying what to pass; anything else is returned as it is."""
+    if _module(x) != "pandas":
+        return x
+    dt = getattr(x, "dtype", None)
+    typ = getattr(dt, "pyarrow_dtype", None)
+    if typ is not None:
+        import pyarrow as pa
+
+        if pa.types.is_list(typ) or pa.types.is_large_list(typ):
+            return pa.array(x)
+    elif dt == np.dtype(object):
+        raise TypeError(f"{name}: a pandas column of Python lists (dtype object) is not read by "
+                        "klkit; pass pyarrow.array(column) (one copy), or load the data with "
+                        "dtype_backend=\"pyarrow\" and pass the column as it is")
+    return x
+
+
 def _torch_to_numpy(t, name):
     if t.device.type != "cpu":
         raise _kernels.no_backend(name, f"tensors on {t.device.type}")
@@ -49,6 +70,27 @@ def _torch_to_numpy(t, name):
         import torch
         return t.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
     return t.numpy()
+
+
+def torch_promoted(*xs):
+    """The value arguments of a scipy drop-in (logsumexp's a and b, softmax's
+    x) cast to one dtype by torch's rules where any of them is a torch
+    tensor, as scipy does for torch input: ``torch.result_type``, with
+    integers and bools becoming torch's default float dtype, so
+    ``logsumexp(torch.tensor([2., 1.]), b=torch.tensor([1, -1]))`` is
+    float32 (NumPy's rules would give float64).  Without a torch tensor
+    the arguments are returned as they are (NumPy's rules apply)."""
+    if not any(_module(x) == "torch" for x in xs):
+        return xs
+    import torch
+
+    ts = [x if x is None or _module(x) == "torch" else torch.as_tensor(np.asarray(x))
+          for x in xs]
+    present = [t for t in ts if t is not None]
+    dt = torch.result_type(*present) if len(present) == 2 else present[0].dtype
+    if not (dt.is_floating_point or dt.is_complex):
+        dt = torch.get_default_dtype()
+    return tuple(None if t is None else t.to(dt) for t in ts)
 
 
 def _torch_out(r):

@@ -125,3 +125,28 @@ def same_chunking(logp, ref_logp):
             if isinstance(ref_logp, pa.ChunkedArray):
                 ref_logp = ref_logp.combine_chunks()
     return logp, ref_logp
+
+
+def flat(x, starts, lens):
+    """The values of the packed sequences (x, starts, lens) back to back: a
+    view where they already lie so (an unsliced array without null lists
+    that hold values), else one gather."""
+    if lens.size == 0:
+        return x[:0]
+    ends = starts + lens
+    if np.array_equal(starts[1:], ends[:-1]):
+        return x[starts[0]:ends[-1]]
+    first = np.cumsum(lens) - lens
+    return x[np.arange(int(lens.sum())) + np.repeat(starts - first, lens)]
+
+
+def lists_like(template, values, lens):
+    """A list array of template's kind (list or large list) and null lists,
+    whose lists hold ``values`` back to back, lens[i] in list i."""
+    large = pa.types.is_large_list(template.type)
+    off = np.zeros(lens.size + 1, np.int64 if large else np.int32)
+    np.cumsum(lens, out=off[1:])
+    cls = pa.LargeListArray if large else pa.ListArray
+    mask = pa.array(~valid(template)) if template.null_count else None
+    return cls.from_arrays(pa.array(off), pa.array(values), mask=mask)
+

@@ -456,6 +456,9 @@ def _offsets(c, offsets, n_values, check=True):
             raise ValueError(f"offsets: must be non-decreasing, but offsets[{i + 1}] = {b} "
                              f"< offsets[{i}] = {a}")
         bounds()
+        last = int(off[-1].item())
+        if last < n_values:
+            raise ValueError(_args.short_offsets(last, n_values))
     return starts, lens, raise_if_bad
 
 

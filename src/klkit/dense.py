@@ -33,7 +33,7 @@ import numpy as np
 
 from . import _args, _gpu, _kernels
 from ._arrays import (any_device, as_input, float_input, kernel_view, moved, result_dtype, rows,
-                      wants_grad, wrap_of)
+                      torch_promoted, wants_grad, wrap_of)
 from ._registry import public
 
 __all__ = ["logsumexp", "softmax", "log_softmax"]
@@ -48,6 +48,9 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
     ``return_sign=True``, which returns ``(value, sign)``); ``keepdims``.
     Result dtype: float64 for float64, integer and bool input, float32 for
     float32, float16 and bfloat16 input; a 0-d result is a NumPy scalar.
+    Torch tensors promote by torch's rules, as scipy does for them (an
+    integer or bool tensor, or a float32 ``a`` with an integer ``b``, gives
+    float32: torch's default float dtype).
 
     Precision: ``m + log1p(s)`` where m is the maximum and s sums
     ``exp(a_i - m)`` over every element but one occurrence of the maximum,
@@ -72,6 +75,7 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
     With ``b`` or ``return_sign`` the backward is torch arithmetic in
     float64 on arrays of a's size.
     """
+    a, b = torch_promoted(a, b)
     if any_device(a, b):
         return _gpu.logsumexp(a, axis, b, keepdims, return_sign)
     if wants_grad(a, b):
@@ -103,6 +107,7 @@ def _lse(a, axes, keepdims):
 
 
 def _softmax_family(x, axis, out, log):
+    x, = torch_promoted(x)
     if any_device(x, out):
         return _gpu.softmax(x, axis, out, log)
     if wants_grad(x):

@@ -7,8 +7,13 @@ Three layouts, accepted by every function here:
 * packed: 1-D ``values`` of all tokens back to back and ``offsets``, n+1
   non-decreasing integer positions (flash-attn's ``cu_seqlens``); sequence i
   is ``values[offsets[i]:offsets[i+1]]``.  ``offsets[0]`` may be > 0 (the
-  tokens before it are not read), int32 or int64, totals beyond 2^31 tokens
-  work, ``values`` may have any stride (including 0: a broadcast value).
+  tokens before it are not read), but ``offsets[-1]`` must be
+  ``len(values)``: a tail outside every sequence is a ValueError, not
+  silently dropped (pass ``values[:offsets[-1]]`` to reduce a prefix).
+  Or ``lengths=``: n non-negative token counts (torch.segment_reduce's
+  ``lengths``), the sequences back to back from ``values[0]``, summing to
+  ``len(values)``.  int32 or int64, totals beyond 2^31 tokens work,
+  ``values`` may have any stride (including 0: a broadcast value).
 * padded: 2-D [B, T] ``values`` and a ``mask`` of the same shape; sequence b
   is the entries of row b where the mask is True.  Both may be any view
   (transposed, strided), read in place.  The mask is bool, or integers /
@@ -75,8 +80,9 @@ import numpy as np
 
 from . import _args, _gpu, _kernels
 from ._registry import public
-from ._arrays import (any_device, as_input, common_dtype, float_input, identity, is_arrow,
-                      kernel_view, narrowed, precision, result_dtype, rows, wants_grad, wrap_of)
+from ._arrays import (any_device, as_input, common_dtype, float_input, from_pandas, identity,
+                      is_arrow, kernel_view, narrowed, precision, result_dtype, rows, wants_grad,
+                      wrap_of)
 
 __all__ = ["segment_sum", "segment_mean", "segment_max", "segment_logsumexp",
            "kl_estimate", "seq_kl", "agg_loss"]
@@ -108,6 +114,7 @@ class _Layout:
 
 
 def _layout(values, offsets, mask, name="values"):
+    values = from_pandas(values, name)
     arrow = is_arrow(values)
     _args.layout(arrow, offsets, mask)
     if arrow:
@@ -135,6 +142,36 @@ def _layout(values, offsets, mask, name="values"):
         mk, _ = as_input(mask, "mask")
         m = kernel_view(_args.mask(mk, x.shape), 1)
     return _Layout("padded", x.dtype, wrap, x=kernel_view(x, 1), mask=m, T=x.shape[1])
+
+
+def _lengths_as_offsets(values, offsets, lengths, mask, check):
+    """offsets (0 then the running sums) for ``lengths=``, validated: 1-D
+    non-negative integers summing to the number of values; ``offsets`` as
+    given without it.  torch / CuPy lengths give offsets of their framework
+    on their device (checked through a host copy unless check=False)."""
+    if lengths is None:
+        return offsets
+    _args.layout(is_arrow(values), offsets, mask, lengths)
+    shape = getattr(values, "shape", None)
+    if shape is None:
+        shape = np.shape(values)
+    n = int(shape[0]) if len(shape) else 0
+    mod = type(lengths).__module__.split(".")[0]
+    if mod in ("torch", "cupy"):
+        if check or mod == "torch" and lengths.device.type == "cpu":
+            host = lengths.cpu() if mod == "torch" else lengths.get()
+            _args.lengths(np.asarray(host), n)
+        if mod == "torch":
+            import torch
+
+            ln = lengths.to(torch.int64)
+            return torch.cat([ln.new_zeros(1), torch.cumsum(ln, 0)])
+        import cupy
+
+        ln = lengths.astype(cupy.int64)
+        return cupy.concatenate([cupy.zeros(1, cupy.int64), cupy.cumsum(ln)])
+    ln = _args.lengths(lengths, n)
+    return np.concatenate([np.zeros(1, np.int64), np.cumsum(ln)])
 
 
 # --------------------------------------------------------------------------
@@ -166,7 +203,8 @@ def _run(op, lay, empty, dtype, est=None, other=None, clamp=math.inf, want_count
     return out, (lay.lens if want_counts else None)
 
 
-def _reduce(op, values, offsets, mask, empty, check):
+def _reduce(op, values, offsets, lengths, mask, empty, check):
+    offsets = _lengths_as_offsets(values, offsets, lengths, mask, check)
     if any_device(values, offsets, mask):
         return _gpu.segment(op, values, offsets, mask, empty, check)
     if wants_grad(values):
@@ -179,12 +217,13 @@ def _reduce(op, values, offsets, mask, empty, check):
     return lay.wrap(out.astype(result_dtype(lay.dtype), copy=False))
 
 
-@public("segments", ("values", "offsets", "mask"))
-def segment_sum(values, offsets=None, *, mask=None, empty=0.0, check=True):
+@public("segments", ("values", "offsets", "lengths", "mask"))
+def segment_sum(values, offsets=None, *, lengths=None, mask=None, empty=0.0, check=True):
     """Sum of each sequence.
 
-    ``values`` / ``offsets`` / ``mask``: one of the three layouts of this
-    module (packed + offsets, padded [B, T] + mask, pyarrow list array).
+    ``values`` / ``offsets`` / ``lengths`` / ``mask``: one of the layouts
+    of this module (packed + offsets or lengths, padded [B, T] + mask,
+    pyarrow list array).
     ``empty``: the result for an empty sequence (default 0.0).  Returns one
     value per sequence, float32 (float64 for float64 input).
 
@@ -201,11 +240,11 @@ def segment_sum(values, offsets=None, *, mask=None, empty=0.0, check=True):
     then gives NaN for its sequence, never an out-of-bounds read.  On the
     CPU they are always validated.
     """
-    return _reduce("sum", values, offsets, mask, empty, check)
+    return _reduce("sum", values, offsets, lengths, mask, empty, check)
 
 
-@public("segments", ("values", "offsets", "mask"))
-def segment_mean(values, offsets=None, *, mask=None, empty=math.nan, check=True):
+@public("segments", ("values", "offsets", "lengths", "mask"))
+def segment_mean(values, offsets=None, *, lengths=None, mask=None, empty=math.nan, check=True):
     """Mean of each sequence: the float64 sum of :func:`segment_sum` divided by
     the number of tokens, then rounded once to the result dtype.  An empty
     sequence gives ``empty`` (default NaN, as np.mean of nothing; seq_kl's
@@ -217,11 +256,11 @@ def segment_mean(values, offsets=None, *, mask=None, empty=math.nan, check=True)
     then gives NaN for its sequence, never an out-of-bounds read.  On the
     CPU they are always validated.
     """
-    return _reduce("mean", values, offsets, mask, empty, check)
+    return _reduce("mean", values, offsets, lengths, mask, empty, check)
 
 
-@public("segments", ("values", "offsets", "mask"))
-def segment_max(values, offsets=None, *, mask=None, empty=-math.inf, check=True):
+@public("segments", ("values", "offsets", "lengths", "mask"))
+def segment_max(values, offsets=None, *, lengths=None, mask=None, empty=-math.inf, check=True):
     """Maximum of each sequence (exact).  NaN anywhere in a sequence gives
     NaN for it (np.max's rule); max(-0.0, +0.0) is +0.0 in any order.  An
     empty sequence gives ``empty`` (default -inf, the identity of max).
@@ -232,11 +271,11 @@ def segment_max(values, offsets=None, *, mask=None, empty=-math.inf, check=True)
     then gives NaN for its sequence, never an out-of-bounds read.  On the
     CPU they are always validated.
     """
-    return _reduce("max", values, offsets, mask, empty, check)
+    return _reduce("max", values, offsets, lengths, mask, empty, check)
 
 
-@public("segments", ("values", "offsets", "mask"))
-def segment_logsumexp(values, offsets=None, *, mask=None, empty=-math.inf, check=True):
+@public("segments", ("values", "offsets", "lengths", "mask"))
+def segment_logsumexp(values, offsets=None, *, lengths=None, mask=None, empty=-math.inf, check=True):
     """log(sum(exp(x))) of each sequence.
 
     Computed as ``m + log1p(s)`` with m the maximum and s the sum of
@@ -256,7 +295,7 @@ def segment_logsumexp(values, offsets=None, *, mask=None, empty=-math.inf, check
     then gives NaN for its sequence, never an out-of-bounds read.  On the
     CPU they are always validated.
     """
-    return _reduce("logsumexp", values, offsets, mask, empty, check)
+    return _reduce("logsumexp", values, offsets, lengths, mask, empty, check)
 
 
 # --------------------------------------------------------------------------
@@ -313,6 +352,9 @@ def kl_estimate(logp, ref_logp, estimator="k1", *, clamp=None):
     estimator is constant (verl's clamp).  The backward is torch arithmetic
     in float64 on arrays of the inputs' size.
     """
+    logp, ref_logp = from_pandas(logp, "logp"), from_pandas(ref_logp, "ref_logp")
+    if is_arrow(logp) or is_arrow(ref_logp):
+        return _arrow_estimates(logp, ref_logp, estimator, clamp)
     if any_device(logp, ref_logp):
         return _gpu.kl_estimate(logp, ref_logp, estimator, clamp)
     if wants_grad(logp, ref_logp):
@@ -342,9 +384,33 @@ def kl_estimate(logp, ref_logp, estimator="k1", *, clamp=None):
     return wrap(out[()] if out.ndim == 0 else out)
 
 
+def _arrow_estimates(logp, ref_logp, estimator, clamp):
+    """kl_estimate of two Arrow list arrays whose lists have matching
+    lengths: a list array shaped like logp (its list type, null lists and,
+    for a ChunkedArray, its chunks) of the per-token estimates."""
+    import pyarrow as pa
+
+    from . import _arrow
+
+    chunked = isinstance(logp, pa.ChunkedArray)
+    if is_arrow(logp) and is_arrow(ref_logp):
+        logp, ref_logp = _arrow.same_chunking(logp, ref_logp)
+    lp, lq, dtype = _pair_layouts(logp, ref_logp, None, None)
+    templates = logp.chunks if isinstance(logp, pa.ChunkedArray) else [logp]
+    out = [_arrow.lists_like(t, kl_estimate(_arrow.flat(x, xs, n), _arrow.flat(y, ys, n),
+                                            estimator, clamp=clamp), n)
+           for t, (x, xs, n), (y, ys, _) in zip(templates, lp.parts, lq.parts)]
+    if not chunked:
+        return out[0]
+    item = pa.from_numpy_dtype(result_dtype(dtype))
+    kind = pa.large_list if pa.types.is_large_list(logp.type) else pa.list_
+    return pa.chunked_array(out, type=kind(item))
+
+
 def _pair_layouts(logp, ref_logp, offsets, mask):
     """Layouts of logp and ref_logp with matching sequences, and the dtype
     both are computed in."""
+    logp, ref_logp = from_pandas(logp, "logp"), from_pandas(ref_logp, "ref_logp")
     arrow = is_arrow(logp)
     if arrow != is_arrow(ref_logp):
         raise TypeError("ref_logp: logp and ref_logp must both be Arrow list arrays or both "
@@ -353,6 +419,10 @@ def _pair_layouts(logp, ref_logp, offsets, mask):
         from . import _arrow
 
         logp, ref_logp = _arrow.same_chunking(logp, ref_logp)
+    elif getattr(logp, "shape", None) is not None and getattr(ref_logp, "shape", None) \
+            is not None and tuple(logp.shape) != tuple(ref_logp.shape):
+        raise ValueError(f"ref_logp: shape {tuple(ref_logp.shape)} does not match logp's "
+                         f"{tuple(logp.shape)}")
     lp = _layout(logp, offsets, mask, "logp")
     lq = _layout(ref_logp, offsets, mask, "ref_logp")
     if not arrow:
@@ -372,15 +442,16 @@ def _pair_layouts(logp, ref_logp, offsets, mask):
     return lp, lq, common_dtype((None, lp.dtype), (None, lq.dtype))
 
 
-@public("segments", ("logp", "ref_logp", "offsets", "mask"))
-def seq_kl(logp, ref_logp, offsets=None, *, mask=None, estimator="k1", reduce="sum",
-           clamp=None, empty=0.0, check=True):
+@public("segments", ("logp", "ref_logp", "offsets", "lengths", "mask"))
+def seq_kl(logp, ref_logp, offsets=None, *, lengths=None, mask=None, estimator="k1",
+           reduce="sum", clamp=None, empty=0.0, check=True):
     """Per-sequence KL estimate: the sum (``reduce="sum"``, the RLHF sequence
     KL) or token mean (``reduce="mean"``) of :func:`kl_estimate` over each
     sequence's tokens.
 
     logp and ref_logp share one layout: two packed 1-D arrays of the same
-    shape with one ``offsets``, two [B, T] arrays with one ``mask``, or two
+    shape with one ``offsets`` (or ``lengths``), two [B, T] arrays with one
+    ``mask``, or two
     Arrow list arrays whose list lengths match (else a ValueError naming the
     first differing sequence; their offsets and chunkings may differ).
 
@@ -403,6 +474,7 @@ def seq_kl(logp, ref_logp, offsets=None, *, mask=None, estimator="k1", reduce="s
     then gives NaN for its sequence, never an out-of-bounds read.  On the
     CPU they are always validated.
     """
+    offsets = _lengths_as_offsets(logp, offsets, lengths, mask, check)
     if any_device(logp, ref_logp, offsets, mask):
         return _gpu.seq_kl(logp, ref_logp, offsets, mask, estimator, reduce, clamp, empty,
                            check)
@@ -435,9 +507,9 @@ def seq_kl_parts(logp, ref_logp, lens, *, estimator="k1", reduce="sum", clamp=No
     return out.astype(result_dtype(dtype), copy=False)
 
 
-@public("segments", ("values", "offsets", "mask"))
-def agg_loss(values, offsets=None, *, mask=None, mode="token-mean", num_tokens=None,
-             num_seqs=None, norm_length=None, check=True):
+@public("segments", ("values", "offsets", "lengths", "mask"))
+def agg_loss(values, offsets=None, *, lengths=None, mask=None, mode="token-mean",
+             num_tokens=None, num_seqs=None, norm_length=None, check=True):
     """Reduce per-token values (losses) to one scalar, as verl's ``agg_loss``
     (verl/trainer/ppo/core_algos.py).  With S_i the sum and c_i the token
     count of sequence i (over the layout's kept tokens):
@@ -476,6 +548,7 @@ def agg_loss(values, offsets=None, *, mask=None, mode="token-mean", num_tokens=N
     then gives NaN for its sequence, never an out-of-bounds read.  On the
     CPU they are always validated.
     """
+    offsets = _lengths_as_offsets(values, offsets, lengths, mask, check)
     if any_device(values, offsets, mask):
         return _gpu.agg_loss(values, offsets, mask, mode, num_tokens, num_seqs, norm_length,
                              check)

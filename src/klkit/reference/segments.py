@@ -1,7 +1,8 @@
 """NumPy twins of the segmented reductions and KL estimators.
 
 Layouts (the same for every function): packed 1-D ``values`` with n+1
-non-decreasing ``offsets`` (sequence i is values[offsets[i]:offsets[i+1]]);
+non-decreasing ``offsets`` ending at len(values) (sequence i is
+values[offsets[i]:offsets[i+1]]) or n ``lengths`` summing to len(values);
 padded 2-D [B, T] ``values`` with a bool / 0-1 ``mask`` of the same shape
 (sequence b is the masked entries of row b; no mask: every entry); or a
 pyarrow ListArray / LargeListArray / ChunkedArray (a null list is an empty
@@ -56,6 +57,21 @@ def _is_arrow(x):
     return type(x).__module__.split(".")[0] == "pyarrow"
 
 
+def _from_pandas(x, name):
+    """A pandas column of an Arrow list type as its pyarrow array; a pandas
+    column of Python lists is refused (as the compiled functions do)."""
+    if type(x).__module__.split(".")[0] != "pandas":
+        return x
+    if getattr(x.dtype, "pyarrow_dtype", None) is not None:
+        import pyarrow as pa
+
+        return pa.array(x)
+    if x.dtype == object:
+        raise TypeError(f"{name}: a pandas column of Python lists is not read; pass "
+                        "pyarrow.array(column)")
+    return x
+
+
 def _arrow_sequences(arr, name):
     """(one float64 array per list, the value dtype) of an Arrow list array."""
     import pyarrow as pa
@@ -91,11 +107,31 @@ def _offsets(offsets, n_values):
     if pos[0] < 0 or pos[-1] > n_values:
         raise ValueError(f"offsets: positions must lie in [0, {n_values}], got {pos[0]} .. "
                          f"{pos[-1]}")
+    if pos[-1] != n_values:
+        raise ValueError(f"offsets: the last offset ({pos[-1]}) must be the number of values "
+                         f"({n_values}); tokens after it would belong to no sequence")
     for i in range(len(pos) - 1):
         if pos[i + 1] < pos[i]:
             raise ValueError(f"offsets: position {i + 1} ({pos[i + 1]}) is before position "
                              f"{i} ({pos[i]}); offsets must be non-decreasing")
     return list(zip(pos[:-1], pos[1:]))
+
+
+def _lengths(lengths, n_values):
+    """[(start, end)] of sequences of the given lengths, back to back from 0."""
+    ln = np.asarray(lengths)
+    if ln.dtype.kind not in "iu":
+        raise TypeError(f"lengths: expected integers, got dtype {ln.dtype}")
+    if ln.ndim != 1:
+        raise ValueError(f"lengths: expected a 1-D array, got shape {ln.shape}")
+    n = ln.tolist()
+    if any(v < 0 for v in n):
+        raise ValueError("lengths: a length is negative")
+    if sum(n) != n_values:
+        raise ValueError(f"lengths: they sum to {sum(n)}, not to the number of values "
+                         f"({n_values})")
+    ends = np.cumsum([0] + n).tolist()
+    return list(zip(ends[:-1], ends[1:]))
 
 
 def _mask(mask, shape):
@@ -109,11 +145,17 @@ def _mask(mask, shape):
     return m.astype(bool)
 
 
-def _ref_sequences(values, offsets, mask, name="values"):
+def _ref_sequences(values, offsets, mask, name="values", lengths=None):
     """(list of float64 arrays, one per sequence; input dtype; padded T or None)."""
+    values = _from_pandas(values, name)
     if offsets is not None and mask is not None:
         raise ValueError("mask: packed values take offsets, padded values a mask; not both")
+    if lengths is not None and (offsets is not None or mask is not None):
+        raise ValueError("lengths: packed values take lengths or offsets, padded values a mask; "
+                         "only one of them")
     if _is_arrow(values):
+        if lengths is not None:
+            raise ValueError("lengths: an Arrow list array takes no lengths")
         if offsets is not None or mask is not None:
             raise ValueError(f"{'offsets' if offsets is not None else 'mask'}: an Arrow list "
                              "array takes neither offsets nor a mask")
@@ -121,10 +163,11 @@ def _ref_sequences(values, offsets, mask, name="values"):
         return seqs, dtype, None
     x = _as_numeric(values, name, allow_complex=False)
     x64 = x.astype(np.float64)
-    if offsets is not None:
+    if offsets is not None or lengths is not None:
         if x.ndim != 1:
             raise ValueError(f"{name}: packed values (with offsets) must be 1-D, got shape {x.shape}")
-        return [x64[a:b] for a, b in _offsets(offsets, x.shape[0])], x.dtype, None
+        spans = _offsets(offsets, x.shape[0]) if lengths is None else _lengths(lengths, x.shape[0])
+        return [x64[a:b] for a, b in spans], x.dtype, None
     if x.ndim != 2:
         raise ValueError(f"{name}: expected 1-D values with offsets, or 2-D [B, T] values "
                          f"(with an optional mask), got shape {x.shape}")
@@ -144,17 +187,17 @@ def _lse(s):
     return float(m) + math.log1p(_fsum(np.exp(s[~is_max] - m)) + (np.count_nonzero(is_max) - 1))
 
 
-def segment_sum(values, offsets=None, *, mask=None, empty=0.0, check=True):
+def segment_sum(values, offsets=None, *, lengths=None, mask=None, empty=0.0, check=True):
     """Sum of each sequence (correctly rounded float64 sum, then the result dtype)."""
     empty = _empty(empty)
-    seqs, dtype, _ = _ref_sequences(values, offsets, mask)
+    seqs, dtype, _ = _ref_sequences(values, offsets, mask, lengths=lengths)
     return _seg_result([_fsum(s) if s.size else empty for s in seqs], dtype)
 
 
-def segment_mean(values, offsets=None, *, mask=None, empty=math.nan, check=True):
+def segment_mean(values, offsets=None, *, lengths=None, mask=None, empty=math.nan, check=True):
     """Mean of each sequence: the fsum divided by the length."""
     empty = _empty(empty)
-    seqs, dtype, _ = _ref_sequences(values, offsets, mask)
+    seqs, dtype, _ = _ref_sequences(values, offsets, mask, lengths=lengths)
     return _seg_result([_fsum(s) / s.size if s.size else empty for s in seqs], dtype)
 
 
@@ -167,18 +210,19 @@ def _max_signed_zero(s):
     return m
 
 
-def segment_max(values, offsets=None, *, mask=None, empty=-math.inf, check=True):
+def segment_max(values, offsets=None, *, lengths=None, mask=None, empty=-math.inf, check=True):
     """Maximum of each sequence; NaN if it holds a NaN; +0.0 over {-0.0, +0.0}."""
     empty = _empty(empty)
-    seqs, dtype, _ = _ref_sequences(values, offsets, mask)
+    seqs, dtype, _ = _ref_sequences(values, offsets, mask, lengths=lengths)
     return _seg_result([_max_signed_zero(s) if s.size else empty for s in seqs], dtype)
 
 
-def segment_logsumexp(values, offsets=None, *, mask=None, empty=-math.inf, check=True):
+def segment_logsumexp(values, offsets=None, *, lengths=None, mask=None, empty=-math.inf,
+                      check=True):
     """log(sum(exp(x))) of each sequence: m + log1p(sum over the others of
     exp(x - m) + (occurrences of m) - 1), m the maximum."""
     empty = _empty(empty)
-    seqs, dtype, _ = _ref_sequences(values, offsets, mask)
+    seqs, dtype, _ = _ref_sequences(values, offsets, mask, lengths=lengths)
     with np.errstate(invalid="ignore", over="ignore"):
         return _seg_result([_lse(s) if s.size else empty for s in seqs], dtype)
 
@@ -220,6 +264,9 @@ def kl_estimate(logp, ref_logp, estimator="k1", *, clamp=None):
     [-clamp, clamp] first.  logp and ref_logp broadcast."""
     est = _estimator(estimator)
     c = _clamp(clamp)
+    logp, ref_logp = _from_pandas(logp, "logp"), _from_pandas(ref_logp, "ref_logp")
+    if _is_arrow(logp) or _is_arrow(ref_logp):
+        return _arrow_estimates(logp, ref_logp, est, c)
     a = _as_numeric(logp, "logp", allow_complex=False)
     b = _as_numeric(ref_logp, "ref_logp", allow_complex=False)
     dtype = _result_dtype((logp, a), (ref_logp, b))
@@ -232,9 +279,26 @@ def kl_estimate(logp, ref_logp, estimator="k1", *, clamp=None):
     return _finish(np.broadcast_to(_estimate(d, est, c), shape), dtype)
 
 
-def _seq_pairs(logp, ref_logp, offsets, mask):
-    sp, dtp, _ = _ref_sequences(logp, offsets, mask, "logp")
-    sq, dtq, _ = _ref_sequences(ref_logp, offsets, mask, "ref_logp")
+def _arrow_estimates(logp, ref_logp, est, c):
+    """Per-token estimates of two Arrow list arrays with matching lists, as a
+    list array of logp's list type with its null lists (one chunk)."""
+    import pyarrow as pa
+
+    if not (_is_arrow(logp) and _is_arrow(ref_logp)):
+        raise TypeError("ref_logp: logp and ref_logp must both be Arrow list arrays")
+    sp, sq, dtype = _seq_pairs(logp, ref_logp, None, None)
+    nulls = [item is None for item in logp.to_pylist()]
+    with np.errstate(invalid="ignore"):
+        lists = [None if null else _finish(_estimate(p - q, est, c), dtype).tolist()
+                 for p, q, null in zip(sp, sq, nulls)]
+    kind = pa.large_list if pa.types.is_large_list(logp.type) else pa.list_
+    out = pa.array(lists, kind(pa.from_numpy_dtype(dtype)))
+    return pa.chunked_array([out]) if isinstance(logp, pa.ChunkedArray) else out
+
+
+def _seq_pairs(logp, ref_logp, offsets, mask, lengths=None):
+    sp, dtp, _ = _ref_sequences(logp, offsets, mask, "logp", lengths)
+    sq, dtq, _ = _ref_sequences(ref_logp, offsets, mask, "ref_logp", lengths)
     if not (_is_arrow(logp) or _is_arrow(ref_logp)):
         if np.shape(logp) != np.shape(ref_logp):
             raise ValueError(f"ref_logp: shape {np.shape(ref_logp)} does not match logp's "
@@ -248,14 +312,14 @@ def _seq_pairs(logp, ref_logp, offsets, mask):
     return sp, sq, dtype
 
 
-def seq_kl(logp, ref_logp, offsets=None, *, mask=None, estimator="k1", reduce="sum",
-           clamp=None, empty=0.0, check=True):
+def seq_kl(logp, ref_logp, offsets=None, *, lengths=None, mask=None, estimator="k1",
+           reduce="sum", clamp=None, empty=0.0, check=True):
     """Per-sequence sum (or mean) of the per-token estimator (kl_estimate)."""
     est = _estimator(estimator)
     c = _clamp(clamp)
     _choice(reduce, "reduce", ("sum", "mean"))
     empty = _empty(empty)
-    sp, sq, dtype = _seq_pairs(logp, ref_logp, offsets, mask)
+    sp, sq, dtype = _seq_pairs(logp, ref_logp, offsets, mask, lengths)
     out = []
     with np.errstate(invalid="ignore"):
         for p, q in zip(sp, sq):
@@ -267,8 +331,8 @@ def seq_kl(logp, ref_logp, offsets=None, *, mask=None, estimator="k1", reduce="s
     return np.asarray(out, dtype=np.float64).astype(dtype)
 
 
-def agg_loss(values, offsets=None, *, mask=None, mode="token-mean", num_tokens=None,
-             num_seqs=None, norm_length=None, check=True):
+def agg_loss(values, offsets=None, *, lengths=None, mask=None, mode="token-mean",
+             num_tokens=None, num_seqs=None, norm_length=None, check=True):
     """verl's agg_loss: per-token values to one scalar.
 
     token-mean               sum of all tokens / num_tokens (default: the token count)
@@ -284,7 +348,7 @@ def agg_loss(values, offsets=None, *, mask=None, mode="token-mean", num_tokens=N
     num_tokens = _count(num_tokens, "num_tokens")
     num_seqs = _count(num_seqs, "num_seqs")
     norm_length = _count(norm_length, "norm_length")
-    seqs, dtype, T = _ref_sequences(values, offsets, mask)
+    seqs, dtype, T = _ref_sequences(values, offsets, mask, lengths=lengths)
     dtype = _result_dtype((None, np.empty(0, dtype)))
     sums = np.array([_fsum(s) for s in seqs], dtype=np.float64)
     counts = np.array([s.size for s in seqs], dtype=np.float64)
