@@ -15,6 +15,10 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#define KK_HAVE_ATFORK 1
+#endif
 
 /* The entry points of one build, declared from the list (klkit_entries.h),
  * and a table of them: one pointer per entry point, named as it. */
@@ -94,9 +98,26 @@ static int kk_threads_default;                /* OpenMP's count before any was s
 static _Thread_local unsigned kk_threads_seen;
 static _Thread_local int kk_threads_given;    /* the count klkit gave this thread (0: none) */
 
+/* A child made by fork() runs every call on one thread: GNU OpenMP keeps
+ * its thread pool's state across fork but not its threads, so the child's
+ * first parallel region would wait for them forever (a plain C program with
+ * `omp parallel` hangs the same way).  Set by the pthread_atfork handler. */
+static atomic_int kk_forked;
+
+#ifdef KK_HAVE_ATFORK
+static void after_fork_in_child(void)
+{
+    atomic_store_explicit(&kk_forked, 1, memory_order_relaxed);
+}
+#endif
+
 static void use_threads_set(void)
 {
 #ifdef _OPENMP
+    if (atomic_load_explicit(&kk_forked, memory_order_relaxed)) {
+        if (omp_get_max_threads() != 1) omp_set_num_threads(1);
+        return;
+    }
     unsigned gen = atomic_load_explicit(&kk_threads_gen, memory_order_acquire);
     if (gen == kk_threads_seen) return;
     int mine = omp_get_max_threads();
@@ -116,6 +137,9 @@ void kk_init(void)
     if (!(env && *env && kk_set_isa(env))) kk_set_isa(NULL);
 #ifdef _OPENMP
     kk_threads_default = omp_get_max_threads();
+#endif
+#ifdef KK_HAVE_ATFORK
+    pthread_atfork(NULL, NULL, after_fork_in_child);
 #endif
 }
 

@@ -30,7 +30,13 @@ def set_num_threads(n):
     """Number of OpenMP threads the kernels use, in every thread of the
     process (the default follows OMP_NUM_THREADS, else the core count).
     threadpoolctl limits the same pool: its limit holds in the thread that
-    sets it, for as long as it is set.  Results do not depend on it."""
+    sets it, for as long as it is set.  Results do not depend on it.
+
+    In a child process made by ``fork`` (multiprocessing's "fork" start
+    method) klkit runs on one thread whatever is set: GNU OpenMP cannot
+    start its threads again after a fork, and a parallel call would hang.
+    The "spawn" and "forkserver" start methods give children their own
+    threads."""
     _kernels.set_num_threads(_args.threads(n))
 
 
