@@ -60,4 +60,6 @@ def show_config(file=None):
         f"openmp: {'yes' if info['openmp'] else 'no'}, threads: {get_num_threads()}",
         f"cuda: {info['cuda']}",
     ]
+    if info.get("sanitize"):
+        lines.append(f"sanitizers: {info['sanitize']} (a test build, not for speed)")
     print("\n".join(lines), file=file or sys.stdout)

@@ -120,9 +120,13 @@ cdef extern from *:
     #define KLKIT_BUILD_CUDA "unknown"
     #define KLKIT_BUILD_COMPILER "unknown"
     #endif
+    #ifndef KLKIT_BUILD_SANITIZE
+    #define KLKIT_BUILD_SANITIZE ""
+    #endif
     """
     const char *KLKIT_BUILD_CUDA
     const char *KLKIT_BUILD_COMPILER
+    const char *KLKIT_BUILD_SANITIZE
 
 PRECISIONS = {"float32": KK_F32, "float64": KK_F64}
 OPS = {"entropy": KK_ENTROPY, "cross_entropy": KK_XENT, "kl_div": KK_KL, "js_div": KK_JS}
@@ -795,4 +799,5 @@ def build_info():
         "openmp": kk_have_openmp() == 1,
         "cuda": KLKIT_BUILD_CUDA.decode(),
         "compiler": KLKIT_BUILD_COMPILER.decode(),
+        "sanitize": KLKIT_BUILD_SANITIZE.decode(),
     }
