@@ -42,7 +42,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from conftest import nasty_array
+from conftest import SANITIZED, nasty_array
 from test_contracts import FUNCTIONS, NAMES, calls
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
@@ -390,6 +390,7 @@ if hung:
 """
 
 
+@pytest.mark.openmp
 def test_beside_torch_and_blas_pools_and_threadpoolctl(cases_file):
     pytest.importorskip("torch")
     pytest.importorskip("threadpoolctl")
@@ -540,6 +541,8 @@ def test_error_calls_raise_value_error():
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/statm")
+@pytest.mark.skipif("address" in SANITIZED, reason="AddressSanitizer keeps freed memory in "
+                    "quarantine (RSS grows by design); it checks for leaks itself")
 def test_repeated_calls_do_not_grow_rss(tmp_path):
     """10^4 calls of every public function (1000 of them warm-up), cycling
     through its typical calls on 8 x 64 inputs and calls that raise

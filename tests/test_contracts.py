@@ -423,6 +423,7 @@ def test_empty_and_0d_divergences(name, dtype):
 # threads and batch invariance
 # --------------------------------------------------------------------------
 
+@pytest.mark.openmp
 def test_thread_controls(restore_threads):
     n0 = kk.get_num_threads()
     assert isinstance(n0, int) and n0 >= 1
@@ -436,6 +437,7 @@ def test_thread_controls(restore_threads):
     assert kk.get_num_threads() == 2
 
 
+@pytest.mark.openmp
 def test_thread_count_holds_in_every_thread(restore_threads):
     """set_num_threads is process-wide: a kernel called from another Python
     thread (a pool, a Dask worker thread) runs on the count set."""
@@ -455,6 +457,7 @@ def test_thread_count_holds_in_every_thread(restore_threads):
         assert seen[-1] == n == kk.get_num_threads()
 
 
+@pytest.mark.openmp
 def test_omp_num_threads_is_honoured():
     code = "import klkit; print(klkit.get_num_threads())"
     for n in ("1", "3"):
@@ -465,6 +468,7 @@ def test_omp_num_threads_is_honoured():
         assert out.stdout.strip() == n
 
 
+@pytest.mark.openmp
 def test_threadpoolctl_sees_and_limits_the_pool(restore_threads):
     threadpoolctl = pytest.importorskip("threadpoolctl")
     kk.logsumexp(np.ones((4, 1000), np.float32), axis=1)     # make sure the runtime is loaded
@@ -511,6 +515,7 @@ print(seen)
 """
 
 
+@pytest.mark.openmp
 def test_threadpoolctl_limit_holds_in_any_thread():
     """A thread's own limit (threadpoolctl's) holds against set_num_threads,
     in a thread klkit never ran in and while another thread sets a count;
@@ -641,6 +646,7 @@ def test_version_is_a_string():
     assert re.match(r"^\d+(\.\d+)*", kk.__version__), kk.__version__
 
 
+@pytest.mark.openmp
 def test_show_config_prints_version_and_threads(capsys, restore_threads):
     kk.set_num_threads(1)
     kk.show_config()

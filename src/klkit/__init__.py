@@ -36,17 +36,46 @@ def set_num_threads(n):
     method) klkit runs on one thread whatever is set: GNU OpenMP cannot
     start its threads again after a fork, and a parallel call would hang.
     The "spawn" and "forkserver" start methods give children their own
-    threads."""
+    threads.
+
+    Examples
+    --------
+    >>> import klkit
+    >>> before = klkit.get_num_threads()
+    >>> klkit.set_num_threads(1)
+    >>> klkit.get_num_threads()
+    1
+    >>> klkit.set_num_threads(before)
+    """
     _kernels.set_num_threads(_args.threads(n))
 
 
 def get_num_threads():
-    """Number of OpenMP threads the next kernel call may use."""
+    """Number of OpenMP threads the next kernel call may use.
+
+    Examples
+    --------
+    >>> import klkit
+    >>> klkit.get_num_threads() >= 1
+    True
+    """
     return _kernels.get_num_threads()
 
 
 def show_config(file=None):
-    """Print the version, the kernel build and code path, threads and CUDA state."""
+    """Print the version, the kernel build and code path, threads and CUDA state.
+
+    ``file``: where to print (default sys.stdout).
+
+    Examples
+    --------
+    >>> import io
+    >>> import klkit
+    >>> buf = io.StringIO()
+    >>> klkit.show_config(file=buf)
+    >>> buf.getvalue().splitlines()[0] == "klkit " + klkit.__version__
+    True
+    """
     import platform
     import sys
 

@@ -40,7 +40,9 @@ def axes(axis, ndim, name="axis"):
             ax = operator.index(ax)
         except TypeError:
             raise TypeError(f"{name}: expected an int or a tuple of ints, got {axis!r}") from None
-        if not -ndim <= ax < max(ndim, 1) or (ndim == 0 and ax not in (0, -1)):
+        # a 0-d array counts as one element of one axis (0 or -1), as
+        # scipy.special.logsumexp / softmax / log_softmax take it
+        if not -max(ndim, 1) <= ax < max(ndim, 1):
             raise AxisError(f"{name}: axis {ax} is out of bounds for array of dimension {ndim}")
         out.append(ax % ndim if ndim else 0)
     if len(set(out)) != len(out):

@@ -161,15 +161,27 @@ def float_input(a, name):
     raise TypeError(f"{name}: expected a real floating-point array, got dtype {dt}")
 
 
+def promotion_dtype(raw, a):
+    """The dtype input ``raw`` promotes with, ``a`` being float_input(raw):
+    an integer or bool input's own dtype (NumPy's rules then decide: uint8
+    with float32 is float32, int64 with float32 float64), a float input's
+    as the kernels read it (native byte order)."""
+    return raw.dtype if raw.dtype.kind in "biu" else a.dtype
+
+
 def common_dtype(*operands):
     """The dtype several inputs are computed in, each operand given as an
-    (original object or None, dtype) pair, the dtype that of float_input.
+    (original object or None, dtype) pair, the dtype that of
+    promotion_dtype (integers and bools as they are).
 
     One shared kernel dtype stays as it is (bfloat16 included); otherwise
-    NumPy's promotion with Python scalars weak (NumPy 2's rule: a float
-    scalar does not widen a float32 array) and bfloat16 counted as float32
-    (NumPy has no float16 + bfloat16 rule).  Integers and bools, float64
-    by then, give float64."""
+    NumPy's promotion (np.result_type, as scipy and the reference follow)
+    with Python scalars weak (NumPy 2's rule: a float scalar does not
+    widen a float32 array) and bfloat16 counted as float32 (NumPy has no
+    float16 + bfloat16 rule): a bool / uint8 / int8 array with a float32
+    array gives float32, with a float16 array float16, int32 / int64 with
+    float32 float64.  A result that is not a float (integers and bools
+    alone) gives float64."""
     dts = {np.dtype(dt) for _, dt in operands}
     if len(dts) == 1 and dtype_name(next(iter(dts))) in KERNEL_DTYPES:
         return next(iter(dts))
@@ -186,8 +198,10 @@ def common_dtype(*operands):
 def narrowed(a, dtype):
     """a as the kernels computing in ``dtype`` read it: as it is (they
     convert 16-bit and float32 input themselves), except a float64 operand
-    of a computation that is not float64, which only a Python scalar can be
-    (weak in common_dtype's rule): that one is cast, O(1)."""
+    of a computation that is not float64, which only a Python scalar (weak
+    in common_dtype's rule, O(1)) or integers / bools (float64 from
+    float_input, exact in ``dtype`` by NumPy's promotion) can be: that one
+    is cast."""
     if dtype_name(a.dtype) == "float64" and dtype_name(dtype) != "float64":
         return a.astype(dtype)
     return a

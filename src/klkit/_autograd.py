@@ -210,7 +210,7 @@ class _SoftmaxCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits, targets, weight, ignore_index, eps, reduction):
         # (the weights are constants: softmax_cross_entropy() refuses ones that require grad)
-        from .tokens import _loss, _prepare
+        from .tokens import _loss, _prepare, _target_weights
 
         v, tgt, ig, lead, dtype, wrap = _prepare(logits.detach(), targets, ignore_index)
         C = v.shape[-1]
@@ -228,12 +228,14 @@ class _SoftmaxCrossEntropy(torch.autograd.Function):
         ctx.save_for_backward(logits)
         ctx.tgt, ctx.keep, ctx.lse, ctx.w, ctx.wk = tgt, keep, lse, w64, wk
         ctx.eps, ctx.reduction, ctx.prec, ctx.C = eps, reduction, prec, C
-        ctx.w_t = np.where(keep, 1.0 if w64 is None else w64[np.where(keep, tgt, 0)], 0.0)
+        ctx.w_t = _target_weights(tgt, keep, w64)
         return _tensor(cast(np.asarray(loss).reshape(lead if reduction == "none" else ()), dtype))
 
     @staticmethod
     @first_order_only
     def backward(ctx, g):
+        from .tokens import _sum
+
         (logits,) = ctx.saved_tensors
         n, eps, C, tgt, keep = ctx.tgt.shape[0], ctx.eps, ctx.C, ctx.tgt, ctx.keep
         if ctx.reduction == "none":
@@ -241,10 +243,10 @@ class _SoftmaxCrossEntropy(torch.autograd.Function):
         else:
             gi = np.full(n, float(g))
             if ctx.reduction == "mean":     # a zero weight sum: inf / nan, as torch
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    gi = gi / math.fsum(ctx.w_t)
+                with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                    gi = gi / _sum(ctx.w_t)
         w_t = ctx.w_t
-        W = float(C) if ctx.w is None else math.fsum(ctx.w)
+        W = float(C) if ctx.w is None else _sum(ctx.w)
         # loss_i = (1-eps) (-w_t log p_t) + eps/C (-sum_c w_c log p_c):
         # d/dx_c = p_c ((1-eps) w_t + eps W / C) - (1-eps) w_t [c = t] - eps/C w_c
         coef = np.zeros((n, 4))

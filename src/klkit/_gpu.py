@@ -147,8 +147,8 @@ def logsumexp(a, axis, b, keepdims, return_sign):
 
 
 def lse_shape(shape, axes, keepdims):
-    if keepdims:
-        return tuple(1 if i in axes else n for i, n in enumerate(shape))
+    if keepdims:       # 0-d input keeps one axis of length 1, as scipy
+        return tuple(1 if i in axes else n for i, n in enumerate(shape)) or (1,)
     return tuple(n for i, n in enumerate(shape) if i not in axes)
 
 
@@ -408,14 +408,17 @@ def _loss(c, lp, smooth, tgt, ignore, weight, eps, n_classes, reduction):
     fw = c.fw
     keep = tgt != ignore
     zero = fw.full(c.x, (), 0.0, "float64")
-    if weight is None:
+    if weight is None or n_classes == 0:       # (no classes: nothing is kept)
         w_t = fw.astype(keep, "float64")
     else:
         safe = fw.where(keep, tgt, fw.full(c.x, (), 0, "int64"))
         w_t = fw.where(keep, weight[safe], zero)
-    nll = fw.where(keep, -w_t * lp, zero)
-    loss = nll if eps == 0.0 else \
-        (1.0 - eps) * nll + (eps / n_classes) * fw.where(keep, -smooth, zero)
+    # a term whose factor is exactly 0 adds nothing (w[t] = 0, eps = 1), as on the CPU
+    nll = fw.where(keep & (w_t != 0), -w_t * lp, zero)
+    smoothed = None if eps == 0.0 else \
+        (eps / n_classes if n_classes else math.nan) * fw.where(keep, -smooth, zero)  # C = 0: nan
+    loss = nll if smoothed is None else smoothed if eps == 1.0 else \
+        (1.0 - eps) * nll + smoothed
     if reduction == "none":
         return loss, keep, w_t
     total = loss.sum()

@@ -20,7 +20,7 @@ kinds:
   function on each block.  A row's result does not depend on the other
   rows.
 * A reduced axis split into several chunks, anywhere: the kernels read a
-  row in pieces of 2048 elements from its start (kernels/cpu/row_chunks.h)
+  row in pieces of 2048 elements from its start
   and their floating-point sums cannot be rebuilt from the halves of a
   piece, so the row is cut where the kernels cut it, not at the chunk
   boundaries.  Each block's task computes the pieces that lie inside it;
@@ -57,12 +57,11 @@ kinds:
 
   The fold's order is the row's, so the results do not depend on the
   tree's fan-in (``split_every``), the scheduler or the number of workers.
-  Measured by tests/test_dask.py (on a distributed cluster) and
-  bench/dask_bits.py (adversarial rows: -inf, NaN, +inf, all -inf, tiny,
-  huge, one-hot, cancelling; every dtype; temperatures 0.4, 0.7, 1, 2.5;
-  kinds logits, logprobs, probs; chunks on and off the 2048 grid, uneven,
-  of one element, shorter than 2048; random shapes, cuts and axes): every
-  result byte equal to klkit's.
+  Tested on a distributed cluster and over adversarial rows (-inf, NaN,
+  +inf, all -inf, tiny, huge, one-hot, cancelling; every dtype;
+  temperatures 0.4, 0.7, 1, 2.5; kinds logits, logprobs, probs; chunks on
+  and off the 2048 grid, uneven, of one element, shorter than 2048; random
+  shapes, cuts and axes): every result byte equal to klkit's.
 * Rechunked into one chunk along the reduced axes, then klkit per block
   (bit for bit): js_div (it has no state), logsumexp with ``b`` or
   ``return_sign``, complex input, temperatures beyond the kernels' range

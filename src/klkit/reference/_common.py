@@ -128,4 +128,5 @@ def _fsum(s):
     try:
         return math.fsum(s.tolist())
     except OverflowError:
-        return float(np.sum(s))
+        with np.errstate(over="ignore"):    # the sum is beyond float64's range: +-inf
+            return float(np.sum(s))

@@ -285,11 +285,14 @@ def _softmax_common(x, axis, out, log):
     shape = x_arr.shape
     if out is not None:
         _check_out(out, shape, dtype)
-    axes = _axes(axis, x_arr.ndim)
+    # 0-d x is one element of one axis: axis 0 / -1 / (0,) / (-1,) / None
+    # (as scipy's softmax for the ints and its logsumexp for all of them)
+    axes = _axes(axis, max(x_arr.ndim, 1))
 
     with np.errstate(all="ignore"):
         if dtype.kind == "c":
-            res = _softmax_complex(x_arr.astype(np.complex128), axes, log)
+            res = _softmax_complex(x_arr.astype(np.complex128).reshape(shape or (1,)), axes,
+                                   log).reshape(shape)
         else:
             xf = x_arr.astype(np.float64).reshape(shape or (1,))
             rows, _, perm = _to_rows(xf, axes if shape else (0,))

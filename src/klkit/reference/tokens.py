@@ -67,7 +67,8 @@ def token_logprobs(logits, targets, *, temperature=1.0, ignore_index=-100,
     t = _temperature(temperature)
     x, tgt, ignore_index = _logits_and_targets(logits, targets, ignore_index)
     dtype = _result_dtype((logits, x))
-    rows = x.astype(np.float64).reshape(math.prod(x.shape[:-1]), x.shape[-1]) / t
+    with np.errstate(over="ignore"):            # x / T beyond float64's range: +-inf
+        rows = x.astype(np.float64).reshape(math.prod(x.shape[:-1]), x.shape[-1]) / t
     keep = tgt != ignore_index
     lp = np.zeros(rows.shape[0])
     ent = np.zeros(rows.shape[0])
