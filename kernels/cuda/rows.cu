@@ -348,8 +348,8 @@ template <class E> struct LogprobsOp {
                 term = wphi(w, ex(lq), lp - lq);
                 term = lq == -INFINITY ? (C)INFINITY : term;
                 term = lp == -INFINITY ? ex(lq) : term;
-            } else {    /* -p log q (entropy: q = p) */
-                term = lp == -INFINITY ? (C)0 : -(w * lq);
+            } else {    /* -p log q (entropy: q = p); NaN q stays NaN */
+                term = lp == -INFINITY ? (lq == lq ? (C)0 : lq) : -(w * lq);
             }
             sum += term;
         });

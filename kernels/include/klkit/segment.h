@@ -79,18 +79,18 @@ static KLKIT_HD double kk_clamp(double x, double c)
 }
 
 /* "x is finite" for an x >= 0 (an |d| or a k3 below), written as one
- * compare that vectorises; false for +inf and NaN.  The bounds sit a little
- * below the largest finite values (FLT_MAX = 3.40e38, DBL_MAX = 1.80e308):
- * the k3 forms treat the few finite values above them as overflowed, which
- * only skips the first-order rounding correction there. */
+ * compare with the largest finite value (FLT_MAX, DBL_MAX) that
+ * vectorises; false for +inf and NaN.  (A bound below it would skip the
+ * k3 forms' first-order correction for the largest results, whose
+ * correction is the largest in ulps: 60 ulp at r = 88.6 in float.) */
 static KLKIT_HD int kk_finite_nonnegf(float x)
 {
-    return x <= 3.0e38f;
+    return x <= 3.40282347e38f;
 }
 
 static KLKIT_HD int kk_finite_nonneg(double x)
 {
-    return x <= 1.7e308;
+    return x <= 1.7976931348623157e308;
 }
 
 /* k3(r) for |r| <= 2 by the series r^2 P(r), float (top of the file).
