@@ -584,3 +584,27 @@ def test_cross_entropy_on_a_wide_random_row_vs_mpmath():
         exact = mp_cross_entropy(x, t, w, eps, -100, "mean")
         got = kk.softmax_cross_entropy(x, t, weight=w, label_smoothing=eps)
         assert rel_err(got, exact) < 4e-7, (float(got), float(exact))
+
+
+@pytest.mark.parametrize("beta", [0.5, 0.2, 0.9, 1e-3])
+@pytest.mark.parametrize("t", [1.0, 0.7])
+@pytest.mark.parametrize("eps", [0.5, 1e-2, 1e-5])
+def test_js_float32_rows_vs_mpmath(eps, t, beta):
+    """float32 rows long enough for the float kernel (a polynomial in
+    r = log(q/p) where |r| <= 3, kk_js_term elsewhere): nearby rows, a few
+    elements far apart (|r| > 3: those blocks in double), and a masked
+    element; relative accuracy down to tiny JS, the row's value the same
+    alone, in a batch and reversed with 1 - beta."""
+    rng = np.random.default_rng(int(eps * 1e5) + 7)
+    n = 1500
+    x = (rng.normal(0, 3, n)).astype(np.float32)
+    y = (x + eps * rng.normal(0, 1, n)).astype(np.float32)
+    y[7] += 9.0                     # |r| > 3 in one block
+    x[1200] = -np.inf               # P = 0 there
+    exact = mp_js([float(v) / t for v in x], [float(v) / t for v in y], beta)
+    got = kk.js_div(x, y, beta=beta, temperature=t)
+    assert rel_err(got, exact) < 2e-6, (float(got), float(exact))
+    rev = kk.js_div(y, x, beta=1 - beta, temperature=t)
+    assert rel_err(rev, exact) < 2e-6, (float(rev), float(exact))
+    batch = kk.js_div(np.stack([x, y, x]), np.stack([y, x, y]), beta=1 - beta, temperature=t)
+    assert batch[1] == rev

@@ -31,7 +31,9 @@
  *     dp_i = log(p_i/m_i) = -log1p((1-beta) expm1(r_i)),
  *     dq_i = log(q_i/m_i) = -log1p(beta expm1(-r_i)),  r_i = log(q_i/p_i),
  * all terms >= 0; w phi(d) is taken as (m_i - w) + w d when |d| > 1/2 so that
- * exp(-d) is never formed where it could overflow.
+ * exp(-d) is never formed where it could overflow.  (Float input takes the
+ * same terms as beta (1-beta) exp(log p + r/2) (r^2/2) G(r) with G a
+ * polynomial fitted per beta where |r| <= 3: dense_rows.inc, js_poly_fit.)
  */
 #ifndef KLKIT_DIVERGENCE_H
 #define KLKIT_DIVERGENCE_H
