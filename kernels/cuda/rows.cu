@@ -254,14 +254,16 @@ __device__ __forceinline__ double log_mix(double P, double Q, double beta)
     return m == 0.0 ? 0.0 : log(m);
 }
 
-/* a JS term from log p and log q (double): kk_js_term with its guards */
+/* a JS term from log p and log q (double): kk_js_term with its guards; a
+ * NaN or +inf log-prob gives NaN, also for beta 0 and 1 (no term there) */
 __device__ __forceinline__ double js_elem(double lp, double lq, double beta, double lb, double lnb)
 {
     const double pi = exp(lp), qi = exp(lq);
     double r = lq - lp;
     r = qi == 0.0 ? -INFINITY : r;
     r = pi == 0.0 ? INFINITY : r;
-    return kk_js_term(pi, qi, r, beta, lb, lnb);
+    const double t = kk_js_term(pi, qi, r, beta, lb, lnb);
+    return (lp != lp || lq != lq || lp == INFINITY || lq == INFINITY) ? NAN : t;
 }
 
 template <class E> struct JsOp {
