@@ -26,9 +26,10 @@ examples (by hand).  The number of examples each test ran::
     python -m pytest tests/test_properties.py -q -p no:cacheprovider \
         --hypothesis-show-statistics
 
-Real discrepancies found by these tests are marked where they are excluded
-(search for "KNOWN DISCREPANCY"); those fixed since are regression tests at
-the end of the file.
+The discrepancies these tests found are fixed; their minimal repros are
+regression tests at the end of the file.  A new one is added there as a
+strict xfail, with a narrow exclusion in its strategy marked "KNOWN
+DISCREPANCY", until it is fixed.
 """
 import math
 import os
@@ -639,34 +640,8 @@ def _div_case(name):
     return case
 
 
-def _overflowing_float64_logits(name, kw):
-    """KNOWN DISCREPANCIES with float64 logits near float64's range:
-    (test_known_discrepancy_kl_js_overflowing_float64_logits) kl_div /
-    js_div of finite logits whose spread or x / T is beyond float64's range
-    give NaN in klkit, the reference's value (computed from
-    (x - max x) / T) otherwise: kl_div([max, -max], [0, 0]) is log 2;
-    (test_known_discrepancy_cross_entropy_near_overflow) cross_entropy
-    gives +inf where the value is finite: cross_entropy([0, 0, 0],
-    [1e308, 0, 0]) = 6.7e307.  Skipped: float64 computations whose n times
-    the spread of the logits / T comes near float64's max."""
-    if kw.get("kind", "logits") != "logits" or name == "entropy":
-        return False
-    dts = {np.asarray(kw[k]).dtype for k in ("p", "q") if isinstance(kw.get(k), np.ndarray)}
-    if not any(dt == F64 or dt.kind in "biu" for dt in dts):
-        return False
-    try:
-        t = float(kw.get("temperature", 1.0))
-        shape = np.broadcast_shapes(np.shape(kw["p"]), np.shape(kw["q"]))
-        n = max(1, shape[kw.get("axis", -1)])
-        return t > 0 and 2 * n * finite_max(kw["p"], kw["q"]) / t > float(np.finfo(F64).max) / 4
-    except (TypeError, ValueError, OverflowError, IndexError):
-        return False
-
-
 def _div_check(name):
     def run(kw):
-        with np.errstate(all="ignore"):
-            assume(not _overflowing_float64_logits(name, kw))
         check(name, kw, _div_tol)
     return run
 
@@ -1216,9 +1191,6 @@ def test_every_registered_function_has_a_property_test():
 
 # --------------------------------------------------------------------------
 # Regression tests: minimal repros of what the property tests found, fixed.
-# KNOWN DISCREPANCIES (strict xfail, left to the C kernels' owner; the
-# strategies above steer around each: a fix makes them XPASS and fail, so
-# that the workaround in the strategy is removed with it)
 # --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ["logsumexp", "softmax", "log_softmax"])
@@ -1313,16 +1285,14 @@ def test_cross_entropy_no_classes_weight(reduction, label_smoothing):
                                                                 label_smoothing=label_smoothing))
 
 
-@pytest.mark.xfail(strict=True, reason="klkit bug: kl_div / js_div of finite float64 logits "
-                                       "whose spread or x / T overflows float64 give NaN; the "
-                                       "reference gives the value (cross_entropy and float32 "
-                                       "input are fine)")
 @pytest.mark.parametrize("p,q,t,expected", [
     ([1.7976931348623157e308, -1.7976931348623157e308], [0.0, 0.0], 1.0, math.log(2)),
     ([0.0, 0.0], [1e306, 1e306], 1e-3, 0.0),
 ])
 @pytest.mark.parametrize("name", ["kl_div", "js_div"])
-def test_known_discrepancy_kl_js_overflowing_float64_logits(name, p, q, t, expected):
+def test_kl_js_overflowing_float64_logits(name, p, q, t, expected):
+    """Finite float64 logits whose spread or x / T overflows float64: the rows the
+    kernels give NaN for are recomputed from (x - max x) / T."""
     p, q = np.array(p), np.array(q)
     want = _quiet(getattr(ref, name), p, q, temperature=t)
     if name == "kl_div":
@@ -1447,12 +1417,11 @@ def test_kl_estimate_k3_large_r_float32_within_bound():
     assert abs(float(got[0]) - exact) <= 3 * float(np.spacing(np.float32(exact)))
 
 
-@pytest.mark.xfail(strict=True, reason="klkit bug: cross_entropy of float64 logits near "
-                                       "float64's max gives +inf where the value is finite "
-                                       "(an intermediate sum overflows); kl_div is right")
-def test_known_discrepancy_cross_entropy_near_overflow():
+def test_cross_entropy_near_float64_overflow():
+    """cross_entropy of float64 logits near float64's max is the finite value
+    (the kernels' +inf row is recomputed from (x - max x) / T)."""
     p, q = np.zeros(3), np.array([1e308, 0.0, 0.0])
     expected = ref.cross_entropy(p, q)
-    assert expected == pytest.approx(2e308 / 3, rel=1e-15)
+    assert expected == pytest.approx(1e308 * (2 / 3), rel=1e-15)
     assert _quiet(kk.kl_div, p, q) == pytest.approx(float(expected), rel=1e-15)
     assert _quiet(kk.cross_entropy, p, q) == pytest.approx(float(expected), rel=1e-13)

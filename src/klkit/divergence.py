@@ -79,6 +79,30 @@ def _operands(op, arrays, axis, kind, temperature):
                      result_dtype(dtype), arrs, wrap_of(*arrays))
 
 
+def _redo_overflowed_rows(op, o, out, temperature, beta):
+    """Rows of finite float64 logits whose value came out NaN or +inf: the
+    kernels' shifted sums work in float64 on x / T, which overflows for
+    logits (or spreads max - min) near float64's range (kl_div([1.8e308,
+    -1.8e308], [0, 0]) is log 2).  Those rows, and only those, are computed
+    again by the NumPy twin, from (x - max x) / T: O(rows) to find them, and
+    a row's value still depends only on that row."""
+    bad = np.flatnonzero(~np.isfinite(out))
+    if bad.size == 0:
+        return
+    shape = np.broadcast_shapes(*[a.shape for a in o.arrays])
+    idx = np.unravel_index(bad, o.kept_shape) if o.kept_shape else None
+    moved = [np.moveaxis(np.broadcast_to(a, shape), o.axis, -1) for a in o.arrays]
+    rows_ = [(m[idx] if idx is not None else m[None]).astype(np.float64) for m in moved]
+    finite = np.all([np.isfinite(r).all(axis=-1) for r in rows_], axis=0)
+    if not finite.any():
+        return
+    extra = {"beta": beta} if op == "js_div" else {}
+    with np.errstate(all="ignore"):
+        redo = _kernels.twin(op)(*[r[finite] for r in rows_], axis=-1, kind="logits",
+                                 temperature=temperature, **extra)
+    out[bad[finite]] = redo
+
+
 def _reduce(op, arrays, axis, kind, base, temperature, beta=0.5):
     kind = _args.kind(kind)
     temperature = _args.temperature(temperature, kind)
@@ -101,6 +125,8 @@ def _reduce(op, arrays, axis, kind, base, temperature, beta=0.5):
         _kernels.backend(*o.views).div_rows(op, o.kind, o.prec, o.views[0],
                                             o.views[1] if len(o.views) > 1 else None,
                                             o.n_lead, 1.0 / temperature, float(beta), out)
+        if kind == "logits" and o.prec == "float64" and op != "entropy":
+            _redo_overflowed_rows(op, o, out, temperature, beta)
     if log_base is not None:
         with np.errstate(over="ignore"):     # base < e: nats beyond max * log(base) are inf
             out /= log_base
@@ -117,7 +143,9 @@ def entropy(p, axis=-1, *, kind="logits", base=None, temperature=1.0):
     ``temperature``: 16/32-bit logits with a temperature outside
     [1e-38, 1e36] are computed in float64, float64 logits outside
     [1e-307, 1e305] by the NumPy reference (1/T or the scaled logit
-    differences would leave the working range).
+    differences would leave the working range), and so are the rows of
+    finite float64 logits near float64's limits (|x| / T or a spread
+    max - min beyond ~1e308) whose value the kernels' sums cannot hold.
     Result: float32 (float64 for float64 input) with ``axis`` removed.
 
     From logits it is computed as sum_i p_i (m - x_i) + log Z with every term
