@@ -95,8 +95,8 @@ int kk_set_isa(const char *name)
 static atomic_int kk_threads;                 /* the count set (0: none yet) */
 static atomic_uint kk_threads_gen;            /* how many times it was set */
 static int kk_threads_default;                /* OpenMP's count before any was set */
-static _Thread_local unsigned kk_threads_seen;
-static _Thread_local int kk_threads_given;    /* the count klkit gave this thread (0: none) */
+static KK_THREAD_LOCAL unsigned kk_threads_seen;
+static KK_THREAD_LOCAL int kk_threads_given;    /* the count klkit gave this thread (0: none) */
 
 /* A child made by fork() runs every call on one thread: GNU OpenMP keeps
  * its thread pool's state across fork but not its threads, so the child's

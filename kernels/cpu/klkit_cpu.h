@@ -30,6 +30,18 @@ typedef struct {
 
 #include "klkit_entries.h"
 
+/* Thread-local variables in the initial-exec model: klkit is a module that
+ * Python dlopens, and glibc would otherwise give each thread a block of
+ * them from malloc on first use and free it from another thread after the
+ * thread exits, an ordering that ThreadSanitizer cannot see (a false data
+ * race in _dl_deallocate_tls).  Initial-exec puts them in the static TLS
+ * that glibc reserves for such modules (a few hundred bytes here). */
+#if defined(__GNUC__)
+#define KK_THREAD_LOCAL _Thread_local __attribute__((tls_model("initial-exec")))
+#else
+#define KK_THREAD_LOCAL _Thread_local
+#endif
+
 /* dense.c, tokens.c, segment.c, states.c and grad.c are compiled once per
  * instruction set (KK_ISA = base, avx2, avx512; CMakeLists.txt) and every name they export
  * carries that suffix: KK_FN(kk_lse_rows) is kk_lse_rows_avx2 in the AVX2
