@@ -63,15 +63,17 @@ def _loss(lp, smooth, tgt, keep, weight, eps, n_classes, reduction):
     sum of w[t_i] over the kept positions, so all ignored gives 0/0 = nan.
     A term whose factor is exactly 0 adds nothing, even where its log p is
     -inf (torch: 0 * inf = nan): the first for w[t_i] = 0 or eps = 1, as
-    the smoothing sum skips the classes of weight 0.  Results beyond
-    float64's range are +-inf, without a warning."""
+    the smoothing sum skips the classes of weight 0; but a NaN log p_t (a
+    row of all -inf, or with NaN or +inf) of nonzero weight makes the loss
+    NaN for eps = 1 too, as for every other eps.  Results beyond float64's
+    range are +-inf, without a warning."""
     w_t = _target_weights(tgt, keep, weight)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):   # C = 0: nan, as torch
         nll = np.where(keep & (w_t != 0), -w_t * lp, 0.0)
         smoothed = None if eps == 0.0 else \
             (np.float64(eps) / n_classes) * np.where(keep, -smooth, 0.0)
-        loss = nll if smoothed is None else smoothed if eps == 1.0 else \
-            (1.0 - eps) * nll + smoothed
+        loss = nll if smoothed is None else (1.0 - eps) * nll + smoothed if eps != 1.0 else \
+            np.where(np.isnan(nll), np.nan, smoothed)
         if reduction == "none":
             return loss
         total = _sum(loss)
