@@ -156,7 +156,7 @@ void KK_FN(kk_softmax_given)(const kk_rows *x, int log_, const kk_lse_t *states,
      : op == KK_ENTROPY  ? entropy_logits_row_##S(pr, n, (REALT)inv_temp, buf)  \
      : op == KK_XENT     ? xent_logits_row_##S(pr, qr, n, (REALT)inv_temp, buf, buf2) \
      : op == KK_KL       ? kl_logits_row_##S(pr, qr, n, (REALT)inv_temp, buf, buf2)   \
-                         : js_logits_row_##S(pr, qr, n, (REALT)inv_temp, beta, buf, buf2))
+                         : js_logits_row_##S(pr, qr, n, (REALT)inv_temp, beta, pc, buf, buf2))
 
 /* Divergences of the row pairs of p and q (q NULL for the entropy): their
  * values into out, or (states set) their reduction states, kk_ent_t for
@@ -166,6 +166,15 @@ static void div_rows(int op, int kind, int prec, const kk_rows *p, const kk_rows
                      double inv_temp, double beta, double *out, void *states)
 {
     int64_t n_rows = p->n_rows, n = p->n;
+    /* JS of 16/32-bit logits: its polynomial's coefficients for this beta,
+     * fitted once per call (dense_rows.inc, js_poly_fit), shared read-only */
+    float js_pc[JS_POLY_DEG + 1];
+    const float *pc = NULL;
+    if (op == KK_JS && kind != KK_LOGPROBS && prec != KK_F64 && beta > 0.0 && beta < 1.0
+        && !states) {
+        js_poly_fit(beta, js_pc, beta == 0.5);
+        pc = js_pc;
+    }
 #pragma omp parallel if (n_rows * n >= PAR_MIN)
     {
         _Alignas(64) float bf[CHUNK], bf2[CHUNK];

@@ -203,7 +203,8 @@ def narrowed(a, dtype):
     float_input, exact in ``dtype`` by NumPy's promotion) can be: that one
     is cast."""
     if dtype_name(a.dtype) == "float64" and dtype_name(dtype) != "float64":
-        return a.astype(dtype)
+        with np.errstate(over="ignore"):     # a scalar beyond the dtype's range is inf
+            return a.astype(dtype)
     return a
 
 

@@ -80,7 +80,7 @@ def _operands(op, arrays, axis, kind, temperature):
 
 
 def _redo_overflowed_rows(op, o, out, temperature, beta):
-    """Rows of finite float64 logits whose value came out NaN or +inf: the
+    """Rows of float64 logits (finite, or -inf) whose value came out NaN or +inf: the
     kernels' shifted sums work in float64 on x / T, which overflows for
     logits (or spreads max - min) near float64's range (kl_div([1.8e308,
     -1.8e308], [0, 0]) is log 2).  Those rows, and only those, are computed
@@ -93,7 +93,8 @@ def _redo_overflowed_rows(op, o, out, temperature, beta):
     idx = np.unravel_index(bad, o.kept_shape) if o.kept_shape else None
     moved = [np.moveaxis(np.broadcast_to(a, shape), o.axis, -1) for a in o.arrays]
     rows_ = [(m[idx] if idx is not None else m[None]).astype(np.float64) for m in moved]
-    finite = np.all([np.isfinite(r).all(axis=-1) for r in rows_], axis=0)
+    # no NaN, no +inf (-inf, a masked logit, is fine: the twin handles it)
+    finite = np.all([~(np.isnan(r) | (r == np.inf)).any(axis=-1) for r in rows_], axis=0)
     if not finite.any():
         return
     extra = {"beta": beta} if op == "js_div" else {}

@@ -60,7 +60,16 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
     otherwise; klkit's bits however the array is chunked (the module
     docstring).  ``b``, ``return_sign`` and complex input: the reduced axes
     are rechunked into one chunk and klkit (its NumPy twin) runs per block;
-    ``return_sign`` gives the pair of dask arrays (value, sign)."""
+    ``return_sign`` gives the pair of dask arrays (value, sign).
+
+    Examples
+    --------
+    >>> import numpy as np, dask.array as da
+    >>> import klkit.dask as kd
+    >>> X = da.from_array(np.array([[1.0, 2.0, 3.0, 4.0], [0.0, 0.0, 0.0, 0.0]]), chunks=(1, 2))
+    >>> np.round(kd.logsumexp(X, axis=-1).compute(), 6)   # computed here
+    array([4.44019 , 1.386294])
+    """
     a, _ = operand(a, "a")
     if _twin_needed(a, b, return_sign):
         return _lse_twin(a, axis, b, keepdims, return_sign)
@@ -118,10 +127,30 @@ def softmax(x, axis=None):
     """:func:`klkit.softmax` of a dask array (lazy, same shape and chunks,
     float32 or float64).  A split reduced axis: the rows' lse states by a
     tree reduction, then the kernels' softmax of each block from them:
-    klkit's bits."""
+    klkit's bits.
+
+    Examples
+    --------
+    >>> import numpy as np, dask.array as da
+    >>> import klkit.dask as kd
+    >>> X = da.from_array(np.array([[1.0, 2.0, 3.0, 4.0], [0.0, 0.0, 0.0, 0.0]]), chunks=(1, 2))
+    >>> np.round(kd.softmax(X, axis=-1).compute(), 4)
+    array([[0.0321, 0.0871, 0.2369, 0.6439],
+           [0.25  , 0.25  , 0.25  , 0.25  ]])
+    """
     return _softmax_family(x, axis, log=False)
 
 
 def log_softmax(x, axis=None):
-    """:func:`klkit.log_softmax` of a dask array (as :func:`softmax`)."""
+    """:func:`klkit.log_softmax` of a dask array (as :func:`softmax`).
+
+    Examples
+    --------
+    >>> import numpy as np, dask.array as da
+    >>> import klkit.dask as kd
+    >>> X = da.from_array(np.array([[1.0, 2.0, 3.0, 4.0], [0.0, 0.0, 0.0, 0.0]]), chunks=(1, 2))
+    >>> np.round(kd.log_softmax(X, axis=-1).compute(), 4)
+    array([[-3.4402, -2.4402, -1.4402, -0.4402],
+           [-1.3863, -1.3863, -1.3863, -1.3863]])
+    """
     return _softmax_family(x, axis, log=True)

@@ -94,25 +94,65 @@ def segment_sum(df, column=None, *, empty=0.0):
     """:func:`klkit.segment_sum` of each list of ``df[column]`` (an Arrow
     list column of a dask DataFrame; or a dask Series of them, column None):
     a lazy float32 / float64 dask Series with df's index and the column's
-    name, one task per partition, klkit's bits."""
+    name, one task per partition, klkit's bits.
+
+    Examples
+    --------
+    >>> import pandas as pd, pyarrow as pa, dask.dataframe as dd
+    >>> import klkit.dask as kd
+    >>> lists = pd.arrays.ArrowExtensionArray(pa.array([[0.5, 1.5], [], [2.0]], pa.list_(pa.float64())))
+    >>> df = dd.from_pandas(pd.DataFrame({"v": lists}), npartitions=2)
+    >>> kd.segment_sum(df, "v").compute().tolist()     # the empty list gives 0
+    [2.0, 0.0, 2.0]
+    """
     return _segment_reduce(_segments.segment_sum, df, column, empty)
 
 
 def segment_mean(df, column=None, *, empty=math.nan):
     """:func:`klkit.segment_mean` of each list of ``df[column]`` (as
-    :func:`segment_sum`)."""
+    :func:`segment_sum`).
+
+    Examples
+    --------
+    >>> import pandas as pd, pyarrow as pa, dask.dataframe as dd
+    >>> import klkit.dask as kd
+    >>> lists = pd.arrays.ArrowExtensionArray(pa.array([[0.5, 1.5], [], [2.0]], pa.list_(pa.float64())))
+    >>> df = dd.from_pandas(pd.DataFrame({"v": lists}), npartitions=2)
+    >>> kd.segment_mean(df, "v").compute().tolist()
+    [1.0, nan, 2.0]
+    """
     return _segment_reduce(_segments.segment_mean, df, column, empty)
 
 
 def segment_max(df, column=None, *, empty=-math.inf):
     """:func:`klkit.segment_max` of each list of ``df[column]`` (as
-    :func:`segment_sum`)."""
+    :func:`segment_sum`).
+
+    Examples
+    --------
+    >>> import pandas as pd, pyarrow as pa, dask.dataframe as dd
+    >>> import klkit.dask as kd
+    >>> lists = pd.arrays.ArrowExtensionArray(pa.array([[0.5, 1.5], [], [2.0]], pa.list_(pa.float64())))
+    >>> df = dd.from_pandas(pd.DataFrame({"v": lists}), npartitions=2)
+    >>> kd.segment_max(df, "v").compute().tolist()
+    [1.5, -inf, 2.0]
+    """
     return _segment_reduce(_segments.segment_max, df, column, empty)
 
 
 def segment_logsumexp(df, column=None, *, empty=-math.inf):
     """:func:`klkit.segment_logsumexp` of each list of ``df[column]`` (as
-    :func:`segment_sum`)."""
+    :func:`segment_sum`).
+
+    Examples
+    --------
+    >>> import pandas as pd, pyarrow as pa, dask.dataframe as dd
+    >>> import klkit.dask as kd
+    >>> lists = pd.arrays.ArrowExtensionArray(pa.array([[0.5, 1.5], [], [2.0]], pa.list_(pa.float64())))
+    >>> df = dd.from_pandas(pd.DataFrame({"v": lists}), npartitions=2)
+    >>> [round(v, 6) for v in kd.segment_logsumexp(df, "v").compute()]
+    [1.813262, -inf, 2.0]
+    """
     return _segment_reduce(_segments.segment_logsumexp, df, column, empty)
 
 
@@ -122,7 +162,18 @@ def seq_kl(df, logp="logp", ref="ref_logp", *, estimator="k1", reduce="sum", cla
     and ``ref`` of a dask DataFrame: a lazy float32 / float64 dask Series
     named "seq_kl" with df's index, one task per partition, klkit's bits.
     A sequence whose two lists differ in length is a ValueError when
-    computed (klkit's, numbered within its partition)."""
+    computed (klkit's, numbered within its partition).
+
+    Examples
+    --------
+    >>> import pandas as pd, pyarrow as pa, dask.dataframe as dd
+    >>> import klkit.dask as kd
+    >>> t = pa.list_(pa.float64())
+    >>> cols = {"logp": pa.array([[-0.1, -2.3], [-0.5]], t), "ref_logp": pa.array([[-0.2, -2.0], [-0.4]], t)}
+    >>> df = dd.from_pandas(pd.DataFrame({k: pd.arrays.ArrowExtensionArray(v) for k, v in cols.items()}), npartitions=1)
+    >>> [round(v, 6) for v in kd.seq_kl(df, estimator="k3").compute()]
+    [0.054696, 0.005171]
+    """
     _args.estimator(estimator)
     _args.clamp(clamp)
     kw = dict(estimator=estimator, reduce=_args.reduce(reduce), clamp=clamp,
