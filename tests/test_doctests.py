@@ -10,14 +10,28 @@ from klkit._registry import FUNCTIONS
 
 FLAGS = doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS
 MODULES = ["klkit", "klkit.dense", "klkit.divergence", "klkit.tokens", "klkit.segments",
-           "klkit.scipy"]
+           "klkit.scipy", "klkit.dask._dense", "klkit.dask._divergence", "klkit.dask._segments"]
 # the public functions defined outside the family modules
 OTHERS = {"klkit": ["set_num_threads", "get_num_threads", "show_config"],
           "klkit.scipy": ["entr", "entropy", "kl_div", "rel_entr"]}
 
 
+def _dask_functions():
+    try:
+        import klkit.dask
+    except ImportError:         # dask not installed: nothing to check
+        return {}
+    return {"klkit.dask": list(klkit.dask.__all__)}
+
+
+OTHERS.update(_dask_functions())
+
+
 @pytest.mark.parametrize("name", MODULES)
 def test_module_examples_pass(name):
+    if name.startswith("klkit.dask"):
+        pytest.importorskip("dask.dataframe")
+        pytest.importorskip("pyarrow")
     module = importlib.import_module(name)
     finder = doctest.DocTestFinder(exclude_empty=True)
     runner = doctest.DocTestRunner(optionflags=FLAGS)
