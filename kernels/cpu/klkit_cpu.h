@@ -32,10 +32,10 @@ typedef struct {
 
 /* Thread-local variables in the initial-exec model: klkit is a module that
  * Python dlopens, and glibc would otherwise give each thread a block of
- * them from malloc on first use and free it from another thread after the
- * thread exits, an ordering that ThreadSanitizer cannot see (a false data
- * race in _dl_deallocate_tls).  Initial-exec puts them in the static TLS
- * that glibc reserves for such modules (a few hundred bytes here). */
+ * them from malloc on first use and free it after the thread exits (an
+ * ordering that ThreadSanitizer cannot see in ld.so).  Initial-exec puts
+ * them in the static TLS that glibc reserves for such modules: keep them
+ * few and small (8 bytes today). */
 #if defined(__GNUC__)
 #define KK_THREAD_LOCAL _Thread_local __attribute__((tls_model("initial-exec")))
 #else
