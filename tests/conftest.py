@@ -167,17 +167,21 @@ def assert_close(actual, expected, dtype, *, scale=1.0, rtol=None, atol=None,
     assert actual_arr.shape == exp.shape, f"shape {actual_arr.shape} != {exp.shape} {err_msg}"
     a64 = actual_arr.astype(np.float64)
     e64 = exp.astype(np.float64)
-    for name, pred in (("nan", np.isnan),
-                       ("+inf", lambda v: np.isposinf(v)),
-                       ("-inf", lambda v: np.isneginf(v))):
+    assert_same_specials(a64, e64, err_msg)
+    fin = np.isfinite(e64)
+    np.testing.assert_allclose(a64[fin], e64[fin], rtol=rtol, atol=atol, err_msg=err_msg)
+
+
+def assert_same_specials(a64, e64, context=""):
+    """NaN, +inf and -inf at the same positions of two float64 arrays of one
+    shape (the first few that differ in the message)."""
+    for name, pred in (("NaN", np.isnan), ("+inf", np.isposinf), ("-inf", np.isneginf)):
         pa, pe = pred(a64), pred(e64)
         if not np.array_equal(pa, pe):
             bad = np.argwhere(pa != pe)[:5]
             raise AssertionError(
-                f"{name} positions differ at {bad.tolist()}: "
-                f"actual {[a64[tuple(i)] for i in bad]} expected {[e64[tuple(i)] for i in bad]} {err_msg}")
-    fin = np.isfinite(e64)
-    np.testing.assert_allclose(a64[fin], e64[fin], rtol=rtol, atol=atol, err_msg=err_msg)
+                f"{name} positions differ at {bad.tolist()}: actual "
+                f"{[a64[tuple(i)] for i in bad]}, expected {[e64[tuple(i)] for i in bad]} {context}")
 
 
 def ulp_distance(actual, exact, dtype):

@@ -43,7 +43,7 @@ from hypothesis.extra import numpy as hnp
 import klkit as kk
 from klkit import reference as ref
 
-from conftest import BFLOAT16, TOLERANCE, as_dtype, ml_dtypes, to64
+from conftest import BFLOAT16, TOLERANCE, as_dtype, assert_same_specials, ml_dtypes, to64
 
 try:  # Arrow list arrays are one more layout of the segment functions
     import pyarrow as pa
@@ -366,13 +366,7 @@ def assert_matches(got, exp, rtol, atol, what=""):
     assert g.dtype == e.dtype, f"{what}: dtype {g.dtype} != {e.dtype}"
     assert g.shape == e.shape, f"{what}: shape {g.shape} != {e.shape}"
     g64, e64 = g.astype(np.float64), e.astype(np.float64)
-    for label, pred in (("NaN", np.isnan), ("+inf", np.isposinf), ("-inf", np.isneginf)):
-        pg, pe = pred(g64), pred(e64)
-        if not np.array_equal(pg, pe):
-            bad = np.argwhere(pg != pe)[:5]
-            raise AssertionError(
-                f"{what}: {label} positions differ at {bad.tolist()}: klkit "
-                f"{[g64[tuple(i)] for i in bad]}, reference {[e64[tuple(i)] for i in bad]}")
+    assert_same_specials(g64, e64, f"(klkit, reference: {what})")
     fin = np.isfinite(e64)
     atol = np.broadcast_to(np.asarray(atol, np.float64), e64.shape)
     with np.errstate(all="ignore"):
