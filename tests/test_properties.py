@@ -27,9 +27,9 @@ examples (by hand).  The number of examples each test ran::
         --hypothesis-show-statistics
 
 The discrepancies these tests found are fixed, their minimal repros
-regression tests at the end of the file, but for one: a strict xfail
-there, with a narrow exclusion in its strategy marked "KNOWN
-DISCREPANCY", until it is fixed (add new ones the same way).
+regression tests at the end of the file.  One found and not yet fixed
+goes there as a strict xfail, with a narrow exclusion in its strategy
+marked "KNOWN DISCREPANCY", until it is fixed.
 """
 import math
 import os
@@ -732,21 +732,7 @@ def softmax_cross_entropy_case(draw):
     return kw
 
 
-def _nan_row_with_zero_weights(kw):
-    """KNOWN DISCREPANCY (test_known_discrepancy_sce_nan_row_zero_weights):
-    with label smoothing and class weights that are 0 for some classes, a
-    row of all -inf logits or with NaN gets the kernels' smoothing sum
-    (-inf, or NaN from 0 * NaN) where the reference skips the weight-0
-    classes and gives NaN, or 0.  Skipped: such calls."""
-    w = kw.get("weight")
-    if not kw.get("label_smoothing") or w is None or not np.any(np.asarray(w) == 0):
-        return False
-    x = to64(np.asarray(kw["logits"]))
-    return bool(np.any(np.isnan(x) | np.isneginf(x)))
-
-
 def _sce_check(kw):
-    assume(not _nan_row_with_zero_weights(kw))
     check("softmax_cross_entropy", kw, _sce_tol)
 
 
@@ -1447,14 +1433,22 @@ def test_cross_entropy_all_neg_inf_row_is_nan(ls):
                                       reduction=reduction)))
 
 
-@pytest.mark.xfail(strict=True, reason="klkit / reference disagree: with label smoothing and "
-                                       "class weights 0 for some classes, the kernels' "
-                                       "smoothing sum of a row of all -inf (or with NaN) "
-                                       "counts the weight-0 classes (-inf, or 0 * NaN = NaN); "
-                                       "the reference skips them (NaN, or 0)")
-@pytest.mark.parametrize("x,w", [([[-np.inf, -np.inf]], [0.0, 1.0]), ([[np.nan, 0.0]], [0.0, 0.0])])
-def test_known_discrepancy_sce_nan_row_zero_weights(x, w):
-    x, w, t = np.array(x), np.array(w), np.array([0])
-    want = ref.softmax_cross_entropy(x, t, weight=w, label_smoothing=0.5, reduction="none")
-    got = _quiet(kk.softmax_cross_entropy, x, t, weight=w, label_smoothing=0.5, reduction="none")
-    np.testing.assert_array_equal(got, want)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("ls", [0.5, 1.0])
+@pytest.mark.parametrize("x,w", [
+    ([[-np.inf, -np.inf]], [0.0, 1.0]), ([[-np.inf, -np.inf]], [0.0, 0.0]),
+    ([[np.nan, 0.0]], [0.0, 0.0]), ([[np.nan, 0.0]], [0.0, 1.0]),
+    ([[-np.inf, 0.0]], [0.0, 1.0]), ([[-np.inf, 0.0]], [1.0, 0.0]),
+    ([[np.inf, 0.0]], [0.0, 1.0])])
+def test_sce_smoothing_skips_zero_weight_classes_of_nan_rows(x, w, ls, dtype):
+    """With label smoothing, a class of weight 0 adds nothing to the
+    smoothing sum even in a row of all -inf logits (every log p is nan) or
+    with NaN: the sum is nan if a class of positive weight remains, else 0
+    (the kernels once summed the weight-0 classes too: -inf, or 0 * nan)."""
+    x, w = np.array(x, dtype), np.array(w)
+    for t in (0, 1):
+        for reduction in ("none", "sum", "mean"):
+            kw = dict(weight=w, label_smoothing=ls, reduction=reduction)
+            want = ref.softmax_cross_entropy(x, np.array([t]), **kw)
+            got = _quiet(kk.softmax_cross_entropy, x, np.array([t]), **kw)
+            np.testing.assert_array_equal(got, want, err_msg=f"t={t} {reduction}")

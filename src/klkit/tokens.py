@@ -244,7 +244,10 @@ def softmax_cross_entropy(logits, targets, *, weight=None, ignore_index=-100,
     target term of a target whose class has weight 0 (its loss is 0 where
     torch gives nan), and the target term at ``label_smoothing=1``.  A -inf
     logit of positive weight makes the smoothed loss +inf, as in torch
-    (with ``label_smoothing=1`` too, where torch gives nan).
+    (with ``label_smoothing=1`` too, where torch gives nan).  Likewise a
+    NaN logit, or a row of all -inf logits (every log p is nan), makes the
+    loss nan only through terms of nonzero factor: if the target's class
+    and every class of the smoothing term have weight 0, the loss is 0.
 
     Edge cases: V = 0 classes (every target ignored, ``weight`` of shape
     (0,) or None) gives 0 per position and for "sum", nan for "mean" (0/0)
@@ -278,6 +281,7 @@ def softmax_cross_entropy(logits, targets, *, weight=None, ignore_index=-100,
     target == ignore_index           0.0 there         adds 0     not counted
     every position ignored / none    0.0 each / empty  0.0        NaN
     NaN or +inf in a kept row        NaN there         NaN        NaN
+    all -inf kept row                NaN there         NaN        NaN
     -inf target logit (finite row)   +inf there        +inf       +inf
     V = 0 with label_smoothing > 0   NaN               NaN        NaN
     ===============================  ================  =========  ===========
