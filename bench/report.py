@@ -7,7 +7,8 @@
 
 For every case the script measures, in one run and on the same input arrays,
 the median wall time (time.perf_counter, one warm-up call, median of R >= 5
-repeats, 3 for calls slower than --slow seconds) of
+repeats, 3 for calls slower than --slow seconds; R interleaved rounds of
+floor, every implementation, floor) of
 
     floor  np.max(x, axis=-1) over every input array (summed for two-input
            functions): one read-only pass over the input bytes, i.e. the
@@ -236,7 +237,7 @@ def measure_segment_cases(seg_cases, args, repeats):
         row["errors"] = {k: f"{type(e).__name__}: {e}" for k, e in res["errors"].items()}
         samples = res["samples"]
         row["floor"] = res["floor"] * 1e3
-        log(f"   floor    {row['floor']:9.2f} ms (np.sum over the inputs, before and after)")
+        log(f"   floor    {row['floor']:9.2f} ms (np.sum over the inputs, interleaved)")
         ref = samples.get("numpy")
         if ref is not None:
             for name, smp in samples.items():
@@ -327,7 +328,7 @@ def measure_dense_cases(cases, args, repeats, avx512, paired=True):
             out = np.zeros(shape, R.acc_dtype(xs[0].dtype))  # touched: no page faults in timing
         stride_rows = max(1, shape[0] // 64) if len(shape) > 1 else 1
 
-        # floor: np.max over each input, timed before and after the implementations
+        # floor: np.max over each input, timed in rounds with the implementations
         # (median of both sets, against drift), summed over the inputs
         impls = R.implementations(c.func, xs, out)
         res = time_case(impls, [R.floor_fn(x) for x in xs], IMPLS, repeats, args.slow,
@@ -342,7 +343,7 @@ def measure_dense_cases(cases, args, repeats, avx512, paired=True):
             row["paired"] = paired_multiple(impls["klkit"], [R.floor_fn(x) for x in xs])
             log(f"   klkit  {row['paired'][0]:7.2f}x floor in {PAIRS} interleaved pairs "
                 f"({row['paired'][1]:.2f}-{row['paired'][2]:.2f})")
-        log(f"   floor  {floor * 1e3:9.2f} ms (before and after)")
+        log(f"   floor  {floor * 1e3:9.2f} ms (interleaved rounds)")
         for name, ms in row["ms"].items():
             row["mult"][name] = ms / 1e3 / floor
             log(f"   {name:6s} {row['mult'][name]:7.2f}x floor")
@@ -581,11 +582,13 @@ def render_markdown(results, png_link=None):
         "Each case is measured in one run on the same input arrays: its read floor, the "
         "median time of one single-threaded `np.max(x, axis=-1)` pass over the input bytes "
         "(summed over both inputs of two-input functions; one `np.sum` pass over every "
-        "input for the segment functions), is timed before and after the implementations, "
-        "which run one after the other. "
-        f"Each implementation's time is the median of {m['repeats']} calls after one "
+        "input for the segment functions), is timed with the implementations in "
+        f"{m['repeats']} interleaved rounds: each round calls the floor, every "
+        "implementation once and the floor again, so that a burst of load on the machine "
+        "slows every column of a round alike. "
+        f"Each implementation's time is the median of its {m['repeats']} calls after one "
         f"warm-up call (3 for calls slower than {m['slow']:g} s), and each table cell is "
-        "that median divided by the floor: 1.00x is as fast as reading the input once, "
+        "that median divided by the floor's median: 1.00x is as fast as reading the input once, "
         "lower is better, and multi-threaded code can go below 1x. "
         "The speed-up column is the fastest other implementation's time divided by "
         "klkit's (above 1x klkit is faster; below 1x the named implementation is), and "

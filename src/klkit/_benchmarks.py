@@ -18,10 +18,11 @@ For every benchmarked function, one place defines what each name means:
   [4096, 32768] float32 than the textbook `np.log(np.exp(x - m).sum(-1)) + m`,
   and never more than a few MiB of temporaries). Single-threaded.
 
-The time of a call is the median of a few repeats after one warm-up
-(:func:`measure`), and each case is compared with a bandwidth floor: one
-read-only pass over the same input bytes (``np.max(x, axis=-1)`` for rows,
-``np.sum`` for segments; :func:`time_case`).
+The time of a call is the median of a few repeats after one warm-up, and
+each case is compared with a bandwidth floor: one read-only pass over the
+same input bytes (``np.max(x, axis=-1)`` for rows, ``np.sum`` for
+segments), timed in the same interleaved rounds as the implementations
+(:func:`time_case`).
 """
 
 from __future__ import annotations
@@ -681,58 +682,74 @@ def sample_rows(r, stride_rows):
     return np.array(r, dtype=np.float64)
 
 
-def measure(fn, repeats, slow_s, stride_rows):
-    """(median seconds, repeats, result sample, all times) of `fn()`: one
-    warm-up call, then `repeats` timed calls (3 if the warm-up took longer
-    than `slow_s` seconds); freeing each result is not timed."""
+def _timed(fn):
+    """Seconds one call of `fn()` took (freeing its result is not timed)."""
     t0 = time.perf_counter()
-    r = fn()  # warm-up
-    warm = time.perf_counter() - t0
-    sample = sample_rows(r, stride_rows)
-    r = None
-    n = repeats if warm < slow_s else 3
-    ts = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        r = fn()
-        ts.append(time.perf_counter() - t0)
-        r = None  # freeing the result is not timed
-    return statistics.median(ts), n, sample, ts
+    fn()
+    return time.perf_counter() - t0
 
 
 def time_case(impls, floor_fns, names, repeats=5, slow_s=2.0, stride_rows=1, log=None):
     """Time one case: its floor and the implementations `names` (those in
-    `impls`), on the same inputs.
+    `impls`), on the same inputs, in interleaved rounds.
 
-    The floor is the sum over `floor_fns` (one per input) of the median of
-    max(repeats, 11) calls before the implementations and as many after
-    (against the machine's drift).  An implementation that raises is
-    recorded and the others go on.  `log(line)` gets progress lines.
+    Every function gets one warm-up call (an implementation that raises is
+    recorded and left out; the others go on).  Then `repeats` rounds each
+    call every floor function, every implementation once and the floor
+    functions again, so that a burst of load on a shared machine slows one
+    round of every column alike instead of one implementation's calls;
+    an implementation whose warm-up took longer than `slow_s` seconds runs
+    in the first 3 rounds only.  The floor is the sum over `floor_fns` (one
+    per input) of the median of its calls; an implementation's time the
+    median of its calls.  `log(line)` gets progress lines.
 
     Returns a dict: floor (seconds), times {name: median seconds}, counts
     {name: timed calls}, samples {name: float64 result sample}, errors
     {name: exception}.
     """
     log = log or (lambda line: None)
-    floor_ts = [measure(f, max(repeats, 11), 1e9, stride_rows)[3] for f in floor_fns]
-    log(f"   floor    {sum(map(statistics.median, floor_ts)) * 1e3:9.2f} ms (before)")
     res = dict(times={}, counts={}, samples={}, errors={})
+    for f in floor_fns:
+        f()
+    calls, limit = {}, {}
     for name in names:
         fn = impls.get(name)
         if fn is None:
             continue
+        t0 = time.perf_counter()
         try:
-            t, n, smp, _ = measure(fn, repeats, slow_s, stride_rows)
+            r = fn()
         except Exception as exc:  # report and go on: one broken impl must not hide the rest
             log(f"   {name:8s} FAILED: {type(exc).__name__}: {exc}")
             res["errors"][name] = exc
             continue
-        res["times"][name], res["counts"][name], res["samples"][name] = t, n, smp
-        log(f"   {name:8s} {t * 1e3:9.2f} ms  (median of {n})")
+        warm = time.perf_counter() - t0
+        res["samples"][name] = sample_rows(r, stride_rows)
+        r = None
+        calls[name], limit[name] = [], repeats if warm < slow_s else 3
         gc.collect()
-    for f, ts in zip(floor_fns, floor_ts):
-        ts += measure(f, max(repeats, 11), 1e9, stride_rows)[3]
+    floor_ts = [[] for _ in floor_fns]
+    for _ in range(repeats):
+        for f, ts in zip(floor_fns, floor_ts):
+            ts.append(_timed(f))
+        for name, ts in list(calls.items()):
+            if len(ts) >= limit[name]:
+                continue
+            try:
+                ts.append(_timed(impls[name]))
+            except Exception as exc:  # as at the warm-up
+                log(f"   {name:8s} FAILED: {type(exc).__name__}: {exc}")
+                res["errors"][name] = exc
+                del calls[name]
+                res["samples"].pop(name)
+        for f, ts in zip(floor_fns, floor_ts):
+            ts.append(_timed(f))
+        gc.collect()
     res["floor"] = sum(map(statistics.median, floor_ts))
+    log(f"   floor    {res['floor'] * 1e3:9.2f} ms  (median of {2 * repeats})")
+    for name, ts in calls.items():
+        res["times"][name], res["counts"][name] = statistics.median(ts), len(ts)
+        log(f"   {name:8s} {res['times'][name] * 1e3:9.2f} ms  (median of {len(ts)})")
     return res
 
 

@@ -8,7 +8,8 @@ is as fast as reading the input once; lower is better, and threaded code
 can go below 1.0x (NumPy reads with one thread).
 
 Each time is the median of 5 calls after one warm-up (3 for calls slower
-than 2 s); the floor is timed before and after the others.  klkit, torch and
+than 2 s), in 5 interleaved rounds of floor, every implementation, floor,
+so that a burst of load slows all of a round alike.  klkit, torch and
 the BLAS / OpenMP pools (through threadpoolctl, when installed) run on
 --threads threads.  A sample of every result is checked against the NumPy
 recipe.  The full run takes well under a minute on two cores; run it on an
