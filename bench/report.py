@@ -328,8 +328,8 @@ def measure_dense_cases(cases, args, repeats, avx512, paired=True):
             out = np.zeros(shape, R.acc_dtype(xs[0].dtype))  # touched: no page faults in timing
         stride_rows = max(1, shape[0] // 64) if len(shape) > 1 else 1
 
-        # floor: np.max over each input, timed in rounds with the implementations
-        # (median of both sets, against drift), summed over the inputs
+        # floor: np.max over each input, timed in the implementations' rounds
+        # (its median, against drift), summed over the inputs
         impls = R.implementations(c.func, xs, out)
         res = time_case(impls, [R.floor_fn(x) for x in xs], IMPLS, repeats, args.slow,
                         stride_rows, log)
