@@ -1433,22 +1433,86 @@ def test_cross_entropy_all_neg_inf_row_is_nan(ls):
                                       reduction=reduction)))
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_cross_entropy_logprobs_q_zero_where_p_underflows(dtype):
+    """kind="logprobs": a finite log p with log q = -inf is +inf (P > 0 = Q)
+    even where p = exp(log p) underflows to 0 in the working precision
+    (float16 -104: the kernel's float term was 0 * -inf = nan)."""
+    for lp in (-104.0, -200.0, -800.0):
+        p, q = np.array([lp, 0.0], dtype), np.array([-np.inf, 0.0], dtype)
+        assert ref.cross_entropy(p, q, kind="logprobs") == np.inf
+        assert _quiet(kk.cross_entropy, p, q, kind="logprobs") == np.inf
+        assert np.isnan(_quiet(kk.cross_entropy, np.array([np.nan], dtype),
+                               np.array([-np.inf], dtype), kind="logprobs"))
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("ls", [0.5, 1.0])
 @pytest.mark.parametrize("x,w", [
     ([[-np.inf, -np.inf]], [0.0, 1.0]), ([[-np.inf, -np.inf]], [0.0, 0.0]),
     ([[np.nan, 0.0]], [0.0, 0.0]), ([[np.nan, 0.0]], [0.0, 1.0]),
     ([[-np.inf, 0.0]], [0.0, 1.0]), ([[-np.inf, 0.0]], [1.0, 0.0]),
-    ([[np.inf, 0.0]], [0.0, 1.0])])
+    ([[np.inf, 0.0]], [0.0, 1.0]),
+    # weights of both signs summing to 0: the smoothing sum is not 0
+    ([[0.0, 1.0]], [1.0, -1.0]), ([[0.0, 3.0, 5.0]], [0.5, 0.25, -0.75]),
+    ([[-np.inf, 0.0, 0.0]], [1.0, -1.0, 0.0]), ([[-np.inf, -np.inf, 0.0]], [1.0, -1.0, 0.0]),
+    ([[np.nan, 0.0, 0.0]], [1.0, -1.0, 0.0])])
 def test_sce_smoothing_skips_zero_weight_classes_of_nan_rows(x, w, ls, dtype):
     """With label smoothing, a class of weight 0 adds nothing to the
     smoothing sum even in a row of all -inf logits (every log p is nan) or
-    with NaN: the sum is nan if a class of positive weight remains, else 0
-    (the kernels once summed the weight-0 classes too: -inf, or 0 * nan)."""
+    with NaN: the sum is nan if a class of nonzero weight remains, else 0
+    (the kernels once summed the weight-0 classes too: -inf, or 0 * nan);
+    weights that sum to 0 without all being 0 keep their sum."""
     x, w = np.array(x, dtype), np.array(w)
     for t in (0, 1):
         for reduction in ("none", "sum", "mean"):
             kw = dict(weight=w, label_smoothing=ls, reduction=reduction)
             want = ref.softmax_cross_entropy(x, np.array([t]), **kw)
             got = _quiet(kk.softmax_cross_entropy, x, np.array([t]), **kw)
-            np.testing.assert_array_equal(got, want, err_msg=f"t={t} {reduction}")
+            np.testing.assert_allclose(got, want, rtol=1e-6 if dtype == np.float32 else 1e-14,
+                                       err_msg=f"t={t} {reduction}")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("v", [-1e8, -1e20, -3e38])
+@pytest.mark.parametrize("n", [3, 3000])
+def test_kl_js_logits_far_below_the_rest_in_p_only(v, n, dtype):
+    """A finite logit of P so far below the row's maximum that P's exp
+    underflows to 0, where Q's is not small: Q's mass there still counts
+    (the KL kernel once formed it as e^(z - d) of a huge z and d, which
+    loses xq: kl_div([0, 0, -1e30], [0, .5, 3]) was 0.351, not 2.181)."""
+    rng = np.random.default_rng(n)
+    if n == 3:
+        x, y = np.array([0.0, 0.0, v], dtype), np.array([0.0, 0.5, 3.0], dtype)
+    else:
+        x = rng.normal(0, 3, n).astype(dtype)
+        y = (x + 0.3 * rng.normal(0, 1, n)).astype(dtype)
+        x[5::97] = v
+    # P's exp at v underflows to 0: the same values as with -inf there
+    x_inf = np.where(x == v, -np.inf, x).astype(dtype)
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    for f in ("kl_div", "js_div", "cross_entropy"):
+        want = getattr(ref, f)(x_inf, y)
+        got = _quiet(getattr(kk, f), x, y)
+        np.testing.assert_allclose(got, want, rtol=rtol, err_msg=f)
+
+
+def test_segment_sums_of_finite_float64_that_overflow_only_on_the_way():
+    """float64 values whose sum is in range but whose partial sums in the
+    kernel's lane order are not (two 1e308 in one lane, two -1e308 in
+    another: inf - inf): finite sums and means within their bound, as the
+    reference (which sums exactly); they were NaN."""
+    v = np.zeros(40)
+    v[0] = v[16] = 1e308
+    v[1] = v[17] = -1e308
+    v[5] = 3.0
+    bound = float(np.sum(np.abs(v) * 2.0 ** -50))
+    m = np.ones((1, 40), bool)
+    for got, want in ((kk.segment_sum(v, [0, 40]), ref.segment_sum(v, [0, 40])),
+                      (kk.segment_sum(v[None], mask=m), ref.segment_sum(v[None], mask=m)),
+                      (kk.segment_mean(v, [0, 40]) * 40, ref.segment_mean(v, [0, 40]) * 40),
+                      (kk.agg_loss(v, [0, 40]) * 40, ref.agg_loss(v, [0, 40]) * 40)):
+        assert np.all(np.isfinite(got)) and np.all(np.abs(got - want) <= bound), (got, want)
+    # a sum beyond float64's range stays +inf, a NaN value NaN
+    assert kk.segment_sum(np.array([1e308, 1e308]), [0, 2])[0] == np.inf
+    assert np.isnan(kk.segment_sum(np.array([1e308, np.nan, 1e308]), [0, 3])[0])

@@ -350,8 +350,10 @@ template <class E> struct LogprobsOp {
                 term = wphi(w, ex(lq), lp - lq);
                 term = lq == -INFINITY ? (C)INFINITY : term;
                 term = lp == -INFINITY ? ex(lq) : term;
-            } else {    /* -p log q (entropy: q = p); NaN q stays NaN */
-                term = lp == -INFINITY ? (lq == lq ? (C)0 : lq) : -(w * lq);
+            } else {    /* -p log q (entropy: q = p); NaN q stays NaN; P > 0 = Q
+                         * is +inf even where p underflows to 0 */
+                term = lq == -INFINITY && lp == lp ? (C)INFINITY : -(w * lq);
+                term = lp == -INFINITY ? (lq == lq ? (C)0 : lq) : term;
             }
             sum += term;
         });

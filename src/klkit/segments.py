@@ -125,6 +125,14 @@ class _Layout:
         return _Layout("packed", parts[0][0].dtype, self.wrap, src=self.src,
                        parts=[(kernel_view(x), s, n) for x, s, n in parts])
 
+    def scaled(self, factor):
+        """This layout with its values times ``factor`` (a new array)."""
+        if self.kind == "padded":
+            return _Layout("padded", self.dtype, self.wrap, x=kernel_view(self.x * factor, 1),
+                           mask=self.mask, T=self.T, src=self.src)
+        return _Layout("packed", self.dtype, self.wrap, src=self.src,
+                       parts=[(kernel_view(x * factor), s, n) for x, s, n in self.parts])
+
     @property
     def lens(self):
         """Lengths of the packed sequences (all chunks)."""
@@ -226,6 +234,37 @@ def _run(op, lay, empty, dtype, est=None, other=None, clamp=math.inf, want_count
     return out, (lay.lens if want_counts else None)
 
 
+#: a power of two that keeps sums of finite float64 values in range (exact)
+_SUM_SCALE = 2.0 ** -64
+
+
+def _redo_overflowed_sums(op, lay, empty, out):
+    """Sums (op "sum") or means ("mean") of float64 sequences whose sum the
+    kernel's lane order overflowed on the way (+-inf, or NaN from
+    inf - inf) while the values are finite: the sum again from the values
+    times 2^-64, scaled back (+-inf only where the sum itself is beyond
+    float64's range), a mean that sum over the count.  Costs one check of
+    the results unless such a sequence exists."""
+    if lay.dtype != np.float64 or np.all(np.isfinite(out)):
+        return out
+    redo, counts = _run("sum", lay.scaled(_SUM_SCALE), empty, lay.dtype, want_counts=True)
+    fix = ~np.isfinite(out) & np.isfinite(redo) & (counts > 0)
+    with np.errstate(over="ignore"):
+        out[fix] = redo[fix] / _SUM_SCALE
+        if op == "mean":
+            out[fix] /= counts[fix]
+    return out
+
+
+def _total(v):
+    """np.sum of float64 terms, again from the terms times 2^-64 where the
+    pairwise sum of finite terms overflowed on the way."""
+    t = np.sum(v)
+    if not np.isfinite(t) and np.all(np.isfinite(v)):
+        t = np.sum(v * _SUM_SCALE) / _SUM_SCALE
+    return t
+
+
 def _reduce(op, values, offsets, lengths, mask, empty, check):
     offsets = _lengths_as_offsets(values, offsets, lengths, mask, check)
     if any_device(values, offsets, mask):
@@ -237,6 +276,7 @@ def _reduce(op, values, offsets, lengths, mask, empty, check):
     empty = _args.empty(empty)
     lay = _layout(values, offsets, mask)
     out, _ = _run(op, lay, empty, lay.dtype)
+    out = _redo_overflowed_sums(op, lay, empty, out)
     return lay.wrap(cast(out, result_dtype(lay.dtype)))
 
 
@@ -784,19 +824,20 @@ def agg_loss(values, offsets=None, *, lengths=None, mask=None, mode="token-mean"
     norm_length = _args.count(norm_length, "norm_length")
     lay = _layout(values, offsets, mask)
     sums, counts = _run("sum", lay, 0.0, lay.dtype, want_counts=True)
+    sums = _redo_overflowed_sums("sum", lay, 0.0, sums)
     nonempty = counts > 0
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         if mode == "token-mean":
-            num = np.sum(sums)
+            num = _total(sums)
             den = float(np.sum(counts)) if num_tokens is None else num_tokens
         elif mode == "seq-mean-token-sum":
-            num = np.sum(sums[nonempty])
+            num = _total(sums[nonempty])
             den = float(np.count_nonzero(nonempty)) if num_seqs is None else num_seqs
         elif mode == "seq-mean-token-mean":
-            num = np.sum(sums[nonempty] / counts[nonempty])
+            num = _total(sums[nonempty] / counts[nonempty])
             den = float(np.count_nonzero(nonempty)) if num_seqs is None else num_seqs
         else:
-            num = np.sum(sums)
+            num = _total(sums)
             if norm_length is None:
                 norm_length = float(lay.T if lay.T is not None
                                     else (counts.max() if counts.size else 0))

@@ -9,8 +9,9 @@
  * moves the sum of the smaller maximum to the larger as in the lse combine:
  * v += (m_small - m_big) w_small.  A class with weight 0 contributes
  * nothing, even where its logit is -inf or NaN: a row whose classes all
- * have weight 0 sums to 0.  In a row of all -inf logits every log p_c is
- * -inf - (-inf) = NaN, so the sum over classes of positive weight is NaN.
+ * have weight 0 sums to 0 (v = 0 and no W log1p(s) term, which a NaN s
+ * would spoil).  In a row of all -inf logits every log p_c is
+ * -inf - (-inf) = NaN, so the sum over classes of nonzero weight is NaN.
  */
 #ifndef KLKIT_TOKENS_H
 #define KLKIT_TOKENS_H
@@ -34,7 +35,7 @@ static KLKIT_HD kk_smooth_t kk_smooth_combine(kk_smooth_t a, kk_smooth_t b)
 /* sum_c w_c log p_c of a row, given 1/T and log1p(s) of its lse state */
 static KLKIT_HD double kk_smooth_value(kk_smooth_t a, double inv_t, double log1p_s)
 {
-    if (a.w == 0.0) return 0.0;           /* no class of positive weight */
+    if (a.w == 0.0) return a.v * inv_t;   /* weights cancel, or all are 0 (v = 0) */
     if (a.m == -INFINITY) return NAN;     /* all -inf row */
     return a.v * inv_t - a.w * log1p_s;
 }
