@@ -140,7 +140,11 @@ static KLKIT_HD void kk_kl_shift_sums(double *W, double *A, double *B, double de
     double ad = delta < 0.0 ? -delta : delta;
     double em1 = expm1(delta);
     double ph = ad <= 0.5 ? kk_phi_series(-delta) : em1 - delta;
-    *A = (*A + em1 * *A) + (*W * ph - em1 * *B);
+    /* e^delta A as A + expm1(delta) A near 0; below, as a product: where
+     * expm1(delta) rounds to -1 (delta < -37) the sum would be 0, not
+     * e^delta A (A can be e^160 from a heavy tail of Q) */
+    double ea = delta >= -0.5 ? *A + em1 * *A : *A * kk_exp(delta);
+    *A = ea + (*W * ph - em1 * *B);
     *B = *B - delta * *W;
 }
 
