@@ -1533,3 +1533,25 @@ def test_kl_js_logits_of_a_heavy_tailed_q_over_two_chunks(dtype):
         for f in ("kl_div", "js_div"):
             np.testing.assert_allclose(_quiet(getattr(kk, f), p, q), getattr(ref, f)(p, q),
                                        rtol=rtol, err_msg=f)
+
+
+def test_sums_whose_partials_overflow_in_the_input_order():
+    """float64 values whose exact sum is in range though their partial sums
+    in the input's order are not (1e308 + 1e308 first): the reference's
+    exact sum (math.fsum raises there) and klkit agree on a finite sum,
+    mean and agg_loss (the reference gave +inf)."""
+    v = np.array([1e308, 1e308, -1e308, -5e307])
+    for f, want in (("segment_sum", 5e307), ("segment_mean", 1.25e307)):
+        assert getattr(ref, f)(v, [0, 4])[0] == want
+        np.testing.assert_allclose(getattr(kk, f)(v, [0, 4]), [want], rtol=1e-15)
+    assert ref.agg_loss(v, [0, 4]) == 1.25e307
+    np.testing.assert_allclose(kk.agg_loss(v, [0, 4]), 1.25e307, rtol=1e-15)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_kl_logprobs_nan_p_where_q_is_zero(dtype):
+    """kind="logprobs": NaN log p with log q = -inf is NaN, not the +inf of
+    P > 0 = Q."""
+    p, q = np.array([np.nan], dtype), np.array([-np.inf], dtype)
+    assert np.isnan(ref.kl_div(p, q, kind="logprobs"))
+    assert np.isnan(_quiet(kk.kl_div, p, q, kind="logprobs"))

@@ -348,7 +348,7 @@ template <class E> struct LogprobsOp {
             C term;
             if (kl) {   /* Bregman form p log(p/q) - p + q = p phi(lp - lq) >= 0 */
                 term = wphi(w, ex(lq), lp - lq);
-                term = lq == -INFINITY ? (C)INFINITY : term;
+                term = lq == -INFINITY && lp == lp ? (C)INFINITY : term;   /* NaN stays */
                 term = lp == -INFINITY ? ex(lq) : term;
             } else {    /* -p log q (entropy: q = p); NaN q stays NaN; P > 0 = Q
                          * is +inf even where p underflows to 0 */

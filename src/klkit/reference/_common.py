@@ -128,5 +128,9 @@ def _fsum(s):
     try:
         return math.fsum(s.tolist())
     except OverflowError:
-        with np.errstate(over="ignore"):    # the sum is beyond float64's range: +-inf
-            return float(np.sum(s))
+        # fsum's partial sums left float64's range (in the input's order):
+        # the sum of the terms times 2^-64 (exact but for the bits of terms
+        # below 2^-1010, far below the sum's rounding unless it cancels to
+        # that size), scaled back: +-inf where the sum itself is beyond
+        # the range
+        return math.fsum((s * 2.0 ** -64).tolist()) * 2.0 ** 64
