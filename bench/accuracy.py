@@ -446,6 +446,7 @@ def pair_rows(kl_rows, seed):
         x = rng.normal(0, 3, 1000)
         pairs.append((f"close, eps 1e-06, n=1000, T={t:g}", x, x + 1e-6 * rng.normal(size=1000), t, True))
         pairs.append((f"independent N(0, 1), n=2049, T={t:g}", rng.normal(size=2049), rng.normal(size=2049), t, True))
+    pairs.append(("flat P, y ~ U(-117, 98), n=4096", np.zeros(4096), rng.uniform(-117, 98, 4096), 1.0, True))
     for k, (x, y, t) in enumerate(kl_sweep_rows(kl_rows, seed)):
         pairs.append((f"random pair {k + 1} (seed {seed}), n={x.size}, T={t:.3g}", x, y, t, False))
     return pairs
@@ -960,6 +961,7 @@ rounding, e.g. 1e30 in float16) is left out for that dtype.  Names in the
   - a nearly one-hot P (one logit raised by 30, length 1000) against
     Q = P + 1e-3 N(0, 1) and against a Q that is one-hot at another position;
   - T = 0.5 and 2 on a close pair (eps 1e-6) and an independent pair;
+  - a flat P (x = 0) against a Q spread over 215 nats (y ~ U(-117, 98)), length 4096;
   - {args.kl_rows} random pairs (seed {args.seed}) of any spread: 2000-7000 logits of scale 0.1-10,
     y = x + an offset + N(0, sig²) with sig in 1e-6..3, temperature 1 or 0.3..3
     (not for `js_div`).

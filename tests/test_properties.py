@@ -1555,3 +1555,18 @@ def test_kl_logprobs_nan_p_where_q_is_zero(dtype):
     p, q = np.array([np.nan], dtype), np.array([-np.inf], dtype)
     assert np.isnan(ref.kl_div(p, q, kind="logprobs"))
     assert np.isnan(_quiet(kk.kl_div, p, q, kind="logprobs"))
+
+
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+def test_sce_smoothing_of_logits_near_float64_limits(reduction):
+    """float64 logits near float64's limits whose smoothing sum over the
+    classes leaves the range though the smoothing term (scaled by eps / C
+    first) does not: the term as the reference's, not +inf."""
+    x = np.array([[2.996155224770527e307] + [0.0] * 6, [0.0] * 7])
+    t, w = np.array([0, 1]), np.arange(1.0, 8.0)
+    for weight in (None, w):
+        want = ref.softmax_cross_entropy(x, t, weight=weight, label_smoothing=0.1,
+                                         reduction=reduction)
+        got = _quiet(kk.softmax_cross_entropy, x, t, weight=weight, label_smoothing=0.1,
+                     reduction=reduction)
+        np.testing.assert_allclose(got, want, rtol=1e-14)
