@@ -245,7 +245,7 @@ def _redo_overflowed_sums(op, lay, empty, out):
     times 2^-64, scaled back (+-inf only where the sum itself is beyond
     float64's range), a mean that sum over the count.  Costs one check of
     the results unless such a sequence exists."""
-    if lay.dtype != np.float64 or np.all(np.isfinite(out)):
+    if op not in ("sum", "mean") or lay.dtype != np.float64 or np.all(np.isfinite(out)):
         return out
     redo, counts = _run("sum", lay.scaled(_SUM_SCALE), empty, lay.dtype, want_counts=True)
     fix = ~np.isfinite(out) & np.isfinite(redo) & (counts > 0)
