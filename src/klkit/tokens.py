@@ -55,7 +55,7 @@ def _prepare(logits, targets, ignore_index):
     return v, tgt, ignore_index, lead, result_dtype(x.dtype), wrap
 
 
-def _loss(lp, smooth, tgt, keep, weight, eps, n_classes, reduction, smoothed_at=None):
+def _loss(lp, smooth, tgt, keep, weight, eps, n_classes, reduction, loss_at=None):
     """torch's cross-entropy (aten LossNLL.cpp) from each row's log p_t and
     smoothing sum sum_c w_c log p_c, in float64:
         loss_i = (1 - eps) (-w[t_i] log p_i[t_i]) + eps / C (-sum_c w_c log p_i[c]),
@@ -66,18 +66,18 @@ def _loss(lp, smooth, tgt, keep, weight, eps, n_classes, reduction, smoothed_at=
     the smoothing sum skips the classes of weight 0; but a NaN log p_t (a
     row of all -inf, or with NaN or +inf) of nonzero weight makes the loss
     NaN for eps = 1 too, as for every other eps.  Results beyond float64's
-    range are +-inf, without a warning.  ``smoothed_at``: (rows, values)
-    of the smoothing term eps / C (-sum_c w_c log p_c) computed elsewhere
-    (_smoothing_redone), which replace those rows'."""
+    range are +-inf, without a warning.  ``loss_at``: (rows, values) of
+    per-row losses computed elsewhere (_redo_overflowed_rows), which replace
+    those rows' before the reduction."""
     w_t = _target_weights(tgt, keep, weight)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):   # C = 0: nan, as torch
         nll = np.where(keep & (w_t != 0), -w_t * lp, 0.0)
         smoothed = None if eps == 0.0 else \
             (np.float64(eps) / n_classes) * np.where(keep, -smooth, 0.0)
-        if smoothed_at is not None:
-            smoothed[smoothed_at[0]] = smoothed_at[1]
         loss = nll if smoothed is None else (1.0 - eps) * nll + smoothed if eps != 1.0 else \
             np.where(np.isnan(nll), np.nan, smoothed)
+        if loss_at is not None:
+            loss[loss_at[0]] = loss_at[1]
         if reduction == "none":
             return loss
         total = _sum(loss)
@@ -86,29 +86,25 @@ def _loss(lp, smooth, tgt, keep, weight, eps, n_classes, reduction, smoothed_at=
         return np.float64(total)
 
 
-def _smoothing_redone(v, smooth, keep, weight, eps):
-    """The smoothing terms eps / C (-sum_c w_c log p_c) of the kept rows of
-    finite float64 logits (and weights) whose kernel sum overflowed on the
-    way (+-inf or NaN: logits near float64's limits, whose sum over the
-    classes leaves the range though the term, scaled by eps / C first, does
-    not), from the row in NumPy as (rows, values); None where no row needs
-    it.  The check costs O(rows) unless such a row exists."""
+def _redo_overflowed_rows(v, tgt, keep, smooth, weight, eps, ignore_index):
+    """The losses of the kept rows of finite float64 logits whose kernel
+    smoothing sum overflowed on the way (+-inf or NaN: logits near float64's
+    limits, whose sum over the classes leaves the range though the
+    smoothing term, scaled by eps / C first, does not), computed again by
+    the NumPy twin, as (rows, losses); None where no row needs it.  The
+    check costs O(rows) unless such a row exists."""
     if v.dtype != np.float64 or np.all(np.isfinite(smooth) | ~keep):
         return None
-    C = v.shape[-1]
-    x = v.reshape(-1, C)
+    x = v.reshape(-1, v.shape[-1])
     rows = np.flatnonzero(keep & ~np.isfinite(smooth))
     rows = rows[np.all(np.isfinite(x[rows]), axis=-1)]
     if rows.size == 0 or (weight is not None and not np.all(np.isfinite(weight))):
         return None
-    cw = (eps / C) * (np.ones(C) if weight is None else weight)
-    vals = np.empty(rows.size)
-    with np.errstate(over="ignore", invalid="ignore"):
-        for k, r in enumerate(rows):
-            d = x[r] - x[r].max()
-            lp = d - np.log(np.sum(np.exp(d)))
-            vals[k] = -np.sum(np.where(cw == 0, 0.0, cw * lp))
-    return rows, vals
+    with np.errstate(all="ignore"):
+        redo = _kernels.twin("softmax_cross_entropy")(
+            x[rows], tgt[rows], weight=weight, ignore_index=ignore_index,
+            label_smoothing=eps, reduction="none")
+    return rows, redo
 
 
 def _target_weights(tgt, keep, weight):
@@ -354,6 +350,7 @@ def softmax_cross_entropy(logits, targets, *, weight=None, ignore_index=-100,
         _kernels.backend(v).token_rows(prec, v, v.ndim - 1, tgt, ignore_index, 1.0, wk, lp,
                                        None, None, smooth)
     keep = tgt != ignore_index
-    redone = None if not eps or not n else _smoothing_redone(v, smooth, keep, w64, eps)
+    redone = None if not eps or not n else \
+        _redo_overflowed_rows(v, tgt, keep, smooth, w64, eps, ignore_index)
     loss = _loss(lp, smooth, tgt, keep, w64, eps, n_classes, reduction, redone)
     return finish(loss, lead if reduction == "none" else (), dtype, wrap)
